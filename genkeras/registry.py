@@ -41,6 +41,8 @@ class ModelSpec:
         evaluate: `evaluate(model, test_batches, view) -> dict` of test metrics.
         pictures: `pictures(model, examples, view, out_dir) -> list[Path]` of PNG files.
         options: extra hyperparameters passed to `build`.
+        extra_callbacks: `extra_callbacks(options) -> list` of Keras callbacks for `fit`
+            (a KL warm-up schedule, say), given the resolved model options.
         latent_dim, epochs, batch_size, learning_rate: train.py defaults.
         dataset: default data set.
     """
@@ -56,6 +58,7 @@ class ModelSpec:
     evaluate: Callable = evaluation.reconstruction_metrics
     pictures: Callable = pictures.reconstruction_pictures
     options: tuple[Option, ...] = ()
+    extra_callbacks: Callable | None = None
     latent_dim: int = 16
     epochs: int = 20
     batch_size: int = 128

@@ -88,9 +88,10 @@ def example_inputs(config, view):
     return first[0] if view.targets else first
 
 
-def callbacks(config, run_dir: Path, resuming: bool):
+def callbacks(config, run_dir: Path, resuming: bool, extra=()):
     """Backup first, so a run killed right after an epoch's log line resumes after that epoch."""
     return [
+        *extra,
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.EarlyStopping(
@@ -129,7 +130,9 @@ def train(config: TrainConfig) -> TrainResult:
             train_batches,
             validation_data=batches(config, view, "validation", shuffle=False),
             epochs=config.epochs,
-            callbacks=callbacks(config, run_dir, resuming),
+            callbacks=callbacks(
+                config, run_dir, resuming, spec.extra_callbacks(options) if spec.extra_callbacks else ()
+            ),
             verbose=config.verbose,
         )
         fit_summary = {key: float(values[-1]) for key, values in history.history.items()}
