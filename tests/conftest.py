@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -38,9 +39,10 @@ def run_python(code: str, *args, timeout: int = 300, env: dict | None = None) ->
     )
 
 
-def call_savedmodel_in_fresh_tensorflow(export_path, signature: str, inputs: dict) -> dict:
-    """Loads a SavedModel in a new process that imports only tensorflow and numpy, calls one
-    signature with `inputs` (name -> numpy array) and returns its outputs as numpy arrays.
+def call_signatures_in_fresh_tensorflow(export_path, calls: dict) -> dict:
+    """Loads a SavedModel in one new process that imports only tensorflow and numpy, calls each
+    signature in `calls` (signature -> {input name: numpy array}) and returns
+    {signature: {output name: numpy array}}.
 
     The child fails if genkeras ends up imported, so this proves the export stands on its own,
     as it must under TensorFlow Serving. (TensorFlow itself imports parts of keras; the child
@@ -48,26 +50,31 @@ def call_savedmodel_in_fresh_tensorflow(export_path, signature: str, inputs: dic
     """
     import numpy as np
 
-    work = Path(export_path).parent / f"call-{signature}-{os.getpid()}"
-    work.mkdir(exist_ok=True)
-    np.savez(work / "inputs.npz", **inputs)
+    work = Path(tempfile.mkdtemp(prefix="signature-calls-"))
+    for signature, inputs in calls.items():
+        np.savez(work / f"in-{signature}.npz", **inputs)
     result = run_python(
         """
         import sys, numpy as np, tensorflow as tf
-        path, signature, work = sys.argv[1:4]
+        path, work, *signatures = sys.argv[1:]
         loaded = tf.saved_model.load(path, tags=["serve"])
-        fn = loaded.signatures[signature]
-        inputs = dict(np.load(work + "/inputs.npz"))
-        outputs = fn(**{k: tf.constant(v) for k, v in inputs.items()})
+        for signature in signatures:
+            inputs = dict(np.load(f"{work}/in-{signature}.npz"))
+            outputs = loaded.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
+            np.savez(f"{work}/out-{signature}.npz", **{k: v.numpy() for k, v in outputs.items()})
         assert "genkeras" not in sys.modules, "the export needed genkeras"
-        np.savez(work + "/outputs.npz", **{k: v.numpy() for k, v in outputs.items()})
         """,
         export_path,
-        signature,
         work,
+        *calls,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return dict(np.load(work / "outputs.npz"))
+    return {signature: dict(np.load(work / f"out-{signature}.npz")) for signature in calls}
+
+
+def call_savedmodel_in_fresh_tensorflow(export_path, signature: str, inputs: dict) -> dict:
+    """One signature's outputs from a fresh TensorFlow-only process (see the function above)."""
+    return call_signatures_in_fresh_tensorflow(export_path, {signature: inputs})[signature]
 
 
 def read_json(path) -> dict:

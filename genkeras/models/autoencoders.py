@@ -27,6 +27,7 @@ class Autoencoder(keras.Model):
         self.latent_dim = latent_dim
         self.encoder = self.build_encoder()
         self.decoder = self.build_decoder()
+        self.built = True  # the submodels start from keras.Input, so every weight exists already
 
     def build_encoder(self) -> keras.Model:
         raise NotImplementedError

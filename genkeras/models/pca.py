@@ -36,6 +36,7 @@ class PCA(keras.Model):
         self.explained_variance = self.add_weight(
             shape=(latent_dim,), initializer="zeros", trainable=False, name="explained_variance"
         )
+        self.built = True  # every weight exists already; no input is needed to build
 
     def fit_closed_form(self, batches, progress=True):
         """Fits mean and components from an iterable of image batches (or (inputs, targets)).
@@ -45,7 +46,7 @@ class PCA(keras.Model):
         """
         dim = self.mean.shape[0]
         count, total, scatter = 0, np.zeros(dim), np.zeros((dim, dim))
-        bar = keras.utils.Progbar(None, unit_name="batch") if progress else None
+        bar = keras.utils.Progbar(None, unit_name="batch", stateful_metrics=["examples"]) if progress else None
         for step, batch in enumerate(batches, 1):
             images = batch[1] if isinstance(batch, tuple) else batch  # clean targets when given
             x = np.asarray(images, dtype=np.float64).reshape(-1, dim)

@@ -1,0 +1,112 @@
+"""train.py and `genkeras compare` end to end, in real subprocesses on real MNIST subsets."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, read_json
+
+TRAIN = [sys.executable, str(ROOT / "train.py")]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def run(args, timeout=600):
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=ENV, cwd=ROOT)
+
+
+def epochs_logged(path):
+    with open(path) as file:
+        return [int(row["epoch"]) for row in csv.DictReader(file)]
+
+
+def test_train_py_end_to_end_on_a_subset(tmp_path):
+    runs, exports = tmp_path / "runs", tmp_path / "savedmodels"
+    result = run([*TRAIN, "--model", "denoising_ae", "--limit", "256", "--epochs", "1", "--latent-dim", "8",
+                  "--output-dir", runs, "--export-dir", exports, "--quiet"])
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    run_dir = runs / "denoising_ae"
+    report = read_json(run_dir / "metrics.json")
+    metrics = report["metrics"]
+    assert {"test_mse", "test_psnr", "noisy_input_psnr", "test_squared_error_per_image"} <= set(metrics)
+    assert 8 < metrics["noisy_input_psnr"] < 11  # sigma 0.5, clipped: about 9.4 dB
+    assert report["hyperparameters"]["noise"] == "gaussian:0.5" and report["dataset"] == "mnist"
+    assert (run_dir / "denoising_ae.keras").stat().st_size > 0
+    assert (run_dir / "reconstructions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert epochs_logged(run_dir / "training_log.csv") == [0]
+    assert any((run_dir / "logs").rglob("events.out.tfevents.*"))
+
+    card = read_json(exports / "denoising_ae" / "1" / "model_card.json")
+    assert card["metrics"] == metrics and card["hyperparameters"]["latent_dim"] == 8
+    assert card["training_seconds"] > 0 and card["package_version"]
+
+
+def test_each_run_exports_the_next_version(tmp_path):
+    args = [*TRAIN, "--model", "pca", "--limit", "500", "--latent-dim", "4", "--output-dir", tmp_path / "runs",
+            "--export-dir", tmp_path / "sm", "--quiet"]
+    assert run(args).returncode == 0
+    assert run(args).returncode == 0
+    assert sorted(p.name for p in (tmp_path / "sm" / "pca").iterdir()) == ["1", "2"]
+
+
+@pytest.mark.parametrize(
+    "flag, value, listed",
+    [("--model", "resnet", "Valid models: pca, dense_ae, conv_ae, denoising_ae"),
+     ("--dataset", "imagenet", "Valid data sets: celeb_a, cifar10, fashion_mnist, mnist")],
+)
+def test_unknown_names_exit_2_listing_the_valid_ones(flag, value, listed):
+    args = [*TRAIN, "--model", "conv_ae", flag, value] if flag == "--dataset" else [*TRAIN, flag, value]
+    result = run(args)
+    assert result.returncode == 2
+    assert listed in result.stderr
+
+
+def test_missing_archives_exit_2_naming_folder_and_files(tmp_path):
+    (tmp_path / "manual" / "fashion_mnist").mkdir(parents=True)
+    result = run([*TRAIN, "--model", "pca", "--dataset", "fashion_mnist", "--manual-dir", tmp_path / "manual",
+                  "--data-dir", tmp_path / "empty", "--output-dir", tmp_path / "runs", "--no-export"])
+    assert result.returncode == 2
+    assert str(tmp_path / "manual" / "fashion_mnist") in result.stderr
+    assert "train-images-idx3-ubyte.gz" in result.stderr
+
+
+def test_a_killed_run_resumes_where_it_stopped(tmp_path):
+    args = [*TRAIN, "--model", "dense_ae", "--limit", "3000", "--epochs", "6", "--patience", "100",
+            "--output-dir", tmp_path, "--no-export", "--quiet"]
+    log = tmp_path / "dense_ae" / "training_log.csv"
+    first = subprocess.Popen(args, env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and first.poll() is None:
+        if log.exists() and epochs_logged(log):
+            break
+        time.sleep(0.1)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    done_before_kill = epochs_logged(log)
+    assert 1 <= len(done_before_kill) < 6, "the run finished before it could be killed"
+    assert not (tmp_path / "dense_ae" / "metrics.json").exists()
+
+    second = run(args)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert epochs_logged(log) == list(range(6))  # nothing repeated, nothing lost
+    report = read_json(tmp_path / "dense_ae" / "metrics.json")
+    assert report["epochs_run"] == 6 - len(done_before_kill)  # only the missing epochs ran again
+    assert not (tmp_path / "dense_ae" / "backup").exists()  # a finished run leaves no backup
+
+
+def test_compare_prints_a_table_and_writes_the_picture(tmp_path):
+    result = run([sys.executable, "-m", "genkeras.cli", "compare", "--models", "pca,dense_ae", "--latent-dim", "4",
+                  "--epochs", "1", "--limit", "256", "--output-dir", tmp_path, "--quiet"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.split()[:1] in (["pca"], ["dense_ae"])}
+    assert set(rows) == {"pca", "dense_ae"}
+    for name, row in rows.items():
+        assert float(row[1]) == pytest.approx(read_json(tmp_path / "latent4" / name / "metrics.json")["metrics"]["test_mse"], abs=1e-5)
+    assert (tmp_path / "latent4" / "reconstructions.png").exists()
+    unknown = run([sys.executable, "-m", "genkeras.cli", "compare", "--models", "pca,nope"])
+    assert unknown.returncode == 2 and "Valid models:" in unknown.stderr
