@@ -1,39 +1,32 @@
-"""The `genkeras` command: `genkeras train|models|compare ...`."""
+"""The `genkeras` command: `genkeras COMMAND [ARGS]`; each command is one module's `main`."""
 
 from __future__ import annotations
 
-import argparse
-import os
+import importlib
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out of the progress bar
+# name -> ("module:function", help). Commands import their module only when run.
+COMMANDS = {
+    "train": ("genkeras.training:main", "train a model (same flags as train.py)"),
+    "models": ("genkeras.registry:print_models", "list the registered models"),
+    "compare": ("genkeras.compare:main", "train several models at one bottleneck and compare test MSE / PSNR"),
+    "export": ("genkeras.export:main", "export a trained .keras file as a SavedModel version"),
+    "serve": ("genkeras.serving.server:main", "serve SavedModels with TF Serving's REST + gRPC API"),
+    "vae-evaluate": ("genkeras.vae_tools:evaluate_main", "VAE figures from a .keras: IWAE NLL (k=5000), Frechet distance, AUROC"),
+}
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {
-        "train": "train a model (same flags as train.py)",
-        "models": "list the registered models",
-        "compare": "train several models at one bottleneck and compare test MSE / PSNR",
-    }
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        lines = "\n".join(f"  {name:<10} {text}" for name, text in commands.items())
-        print(f"usage: genkeras COMMAND [ARGS]\n\ncommands:\n{lines}")
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    command, rest = argv[0], argv[1:]
-    if command == "train":
-        from genkeras.training import main as train_main
-
-        return train_main(rest)
-    if command == "models":
-        from genkeras.registry import SPECS
-
-        for spec in SPECS.values():
-            print(f"{spec.name:<14} {spec.description}")
+    if not argv or argv[0] not in COMMANDS:
+        lines = "\n".join(f"  {name:<13} {text}" for name, (_, text) in COMMANDS.items())
+        print(f"usage: genkeras COMMAND [ARGS]   (genkeras COMMAND --help for its flags)\n\ncommands:\n{lines}")
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"\nerror: unknown command '{argv[0]}'", file=sys.stderr)
+            return 2
         return 0
-    from genkeras.compare import main as compare_main
-
-    return compare_main(rest)
+    module, function = COMMANDS[argv[0]][0].split(":")
+    return getattr(importlib.import_module(module), function)(argv[1:]) or 0
 
 
 if __name__ == "__main__":

@@ -45,6 +45,15 @@ def test_train_py_end_to_end_on_a_subset(tmp_path):
     assert card["metrics"] == metrics and card["hyperparameters"]["latent_dim"] == 8
     assert card["training_seconds"] > 0 and card["package_version"]
 
+    # `genkeras export` turns the run's .keras file into the next version, with the same card.
+    exported = run([sys.executable, "-m", "genkeras.cli", "export", "--model", "denoising_ae",
+                    "--keras", run_dir / "denoising_ae.keras", "--export-dir", exports])
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert read_json(exports / "denoising_ae" / "2" / "model_card.json")["metrics"] == metrics
+    taken = run([sys.executable, "-m", "genkeras.cli", "export", "--model", "denoising_ae",
+                 "--keras", run_dir / "denoising_ae.keras", "--export-dir", exports, "--version", "1"])
+    assert taken.returncode == 2 and "already exists" in taken.stderr
+
 
 def test_each_run_exports_the_next_version(tmp_path):
     args = [*TRAIN, "--model", "pca", "--limit", "500", "--latent-dim", "4", "--output-dir", tmp_path / "runs",
