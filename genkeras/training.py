@@ -123,7 +123,7 @@ def train(config: TrainConfig) -> TrainResult:
     started = time.perf_counter()
     if spec.closed_form:
         fit_summary = model.fit_closed_form(train_batches, progress=config.verbose != 0)
-        epochs_run = 1
+        epochs_run = epochs_total = 1
     else:
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=spec.loss)
         history = model.fit(
@@ -136,7 +136,9 @@ def train(config: TrainConfig) -> TrainResult:
             verbose=config.verbose,
         )
         fit_summary = {key: float(values[-1]) for key, values in history.history.items()}
-        epochs_run = len(history.epoch)
+        epochs_run = len(history.epoch)  # this process only; a resumed run did the rest before
+        with open(run_dir / "training_log.csv") as log:
+            epochs_total = max(sum(1 for _ in log) - 1, 0)
     training_seconds = time.perf_counter() - started
 
     model.save(run_dir / f"{spec.name}.keras")
@@ -159,6 +161,7 @@ def train(config: TrainConfig) -> TrainResult:
         "hyperparameters": hyperparameters,
         "training_seconds": round(training_seconds, 1),
         "epochs_run": epochs_run,
+        "epochs_total": epochs_total,
         "final_logs": fit_summary,
     }
     (run_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -105,6 +105,7 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path):
     assert epochs_logged(log) == list(range(6))  # nothing repeated, nothing lost
     report = read_json(tmp_path / "dense_ae" / "metrics.json")
     assert report["epochs_run"] == 6 - len(done_before_kill)  # only the missing epochs ran again
+    assert report["epochs_total"] == 6
     assert not (tmp_path / "dense_ae" / "backup").exists()  # a finished run leaves no backup
 
 
