@@ -55,14 +55,6 @@ def test_train_py_end_to_end_on_a_subset(tmp_path):
     assert taken.returncode == 2 and "already exists" in taken.stderr
 
 
-def test_each_run_exports_the_next_version(tmp_path):
-    args = [*TRAIN, "--model", "pca", "--limit", "500", "--latent-dim", "4", "--output-dir", tmp_path / "runs",
-            "--export-dir", tmp_path / "sm", "--quiet"]
-    assert run(args).returncode == 0
-    assert run(args).returncode == 0
-    assert sorted(p.name for p in (tmp_path / "sm" / "pca").iterdir()) == ["1", "2"]
-
-
 @pytest.mark.parametrize(
     "flag, value, listed",
     [("--model", "resnet", "Valid models: pca, dense_ae, conv_ae, denoising_ae"),
