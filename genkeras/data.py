@@ -127,8 +127,11 @@ def prepare(name: str, *, manual_dir=None, data_dir=None) -> tfds.core.DatasetBu
                 f"downloads), or unset {MANUAL_DIR_ENV} to let TFDS download them."
             )
     config = tfds.download.DownloadConfig(manual_dir=str(folder) if folder else None)
+    # One download folder per data set: TFDS extracts archives by file name, and MNIST and
+    # Fashion-MNIST share theirs, so a shared folder would hand the second one the first's pixels.
+    downloads = Path(builder.data_dir_root) / "downloads" / name
     try:
-        builder.download_and_prepare(download_config=config)
+        builder.download_and_prepare(download_dir=str(downloads), download_config=config)
     except Exception as error:  # TFDS raises many kinds: network, checksum, permissions.
         raise DataError(
             f"Could not download or prepare '{name}' ({type(error).__name__}: {error}). "

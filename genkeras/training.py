@@ -7,6 +7,7 @@ model goes the same way; what differs per model lives in its `ModelSpec`.
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import sys
@@ -88,10 +89,30 @@ def example_inputs(config, view):
     return first[0] if view.targets else first
 
 
+class EpochSeconds(keras.callbacks.Callback):
+    """Adds `epoch_seconds` to each epoch's logs, so the CSV log keeps the wall time of every
+    epoch, including those a killed run finished before it was resumed."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["epoch_seconds"] = time.perf_counter() - self.started
+
+
+def logged_epochs(run_dir: Path) -> tuple[int, float]:
+    """(epochs, training seconds) recorded in `training_log.csv`, across resumed runs."""
+    with open(run_dir / "training_log.csv") as log:
+        rows = list(csv.DictReader(log))
+    return len(rows), sum(float(row.get("epoch_seconds") or 0) for row in rows)
+
+
 def callbacks(config, run_dir: Path, resuming: bool, extra=()):
-    """Backup first, so a run killed right after an epoch's log line resumes after that epoch."""
+    """Backup first, so a run killed right after an epoch's log line resumes after that epoch;
+    EpochSeconds before CSVLogger, which writes the logs it has added to."""
     return [
         *extra,
+        EpochSeconds(),
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.EarlyStopping(
@@ -120,10 +141,10 @@ def train(config: TrainConfig) -> TrainResult:
     train_batches = batches(config, view, "train", shuffle=True)
     model = spec.build(info.image_shape, config.latent_dim, **options)
     model(example_inputs(config, view))  # builds the weights, whatever the model's inputs are
-    started = time.perf_counter()
     if spec.closed_form:
+        started = time.perf_counter()
         fit_summary = model.fit_closed_form(train_batches, progress=config.verbose != 0)
-        epochs_run = epochs_total = 1
+        epochs_run, epochs_total, training_seconds = 1, 1, time.perf_counter() - started
     else:
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=spec.loss)
         history = model.fit(
@@ -137,9 +158,7 @@ def train(config: TrainConfig) -> TrainResult:
         )
         fit_summary = {key: float(values[-1]) for key, values in history.history.items()}
         epochs_run = len(history.epoch)  # this process only; a resumed run did the rest before
-        with open(run_dir / "training_log.csv") as log:
-            epochs_total = max(sum(1 for _ in log) - 1, 0)
-    training_seconds = time.perf_counter() - started
+        epochs_total, training_seconds = logged_epochs(run_dir)
 
     model.save(run_dir / f"{spec.name}.keras")
     metrics = spec.evaluate(model, batches(config, view, "test", shuffle=False), view)
@@ -181,12 +200,13 @@ def train(config: TrainConfig) -> TrainResult:
 # Command line (train.py and `genkeras train`).
 
 
-def build_parser(spec=None) -> argparse.ArgumentParser:
+def build_parser(spec=None, add_help=True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="train.py",
         description="Train a genkeras model, write its pictures and metrics, export a SavedModel.",
+        add_help=add_help,
     )
-    parser.add_argument("--model", required=True, help=f"one of: {', '.join(available_models())}")
+    parser.add_argument("--model", required=add_help, help=f"one of: {', '.join(available_models())}")
     parser.add_argument("--dataset", help=f"one of: {', '.join(data.DATASETS)} (default: the model's)")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
@@ -213,7 +233,10 @@ def build_parser(spec=None) -> argparse.ArgumentParser:
 
 def parse_config(argv) -> TrainConfig:
     """Parses train.py arguments; exits with code 2 and the valid names on unknown ones."""
-    first, _ = build_parser().parse_known_args(argv)
+    # First pass without --help, so `--model NAME --help` lists that model's own options too.
+    first, _ = build_parser(add_help=False).parse_known_args(argv)
+    if first.model is None:
+        build_parser().parse_args(argv)  # prints help, or the "--model is required" error
     try:
         spec = get_spec(first.model)
         if first.dataset is not None:

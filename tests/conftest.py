@@ -40,36 +40,37 @@ def run_python(code: str, *args, timeout: int = 300, env: dict | None = None) ->
 
 
 def call_signatures_in_fresh_tensorflow(export_path, calls: dict) -> dict:
-    """Loads a SavedModel in one new process that imports only tensorflow and numpy, calls each
-    signature in `calls` (signature -> {input name: numpy array}) and returns
-    {signature: {output name: numpy array}}.
+    """Loads a SavedModel in one new process that imports only tensorflow and numpy, and makes
+    every call in `calls`: `{signature: inputs}` or `{key: (signature, inputs)}` (to call one
+    signature several times), inputs being `{input name: numpy array}`. Returns
+    `{key: {output name: numpy array}}`.
 
     The child fails if genkeras ends up imported, so this proves the export stands on its own,
     as it must under TensorFlow Serving. (TensorFlow itself imports parts of keras; the child
     never does.)
     """
-    import numpy as np
+    import pickle
 
+    calls = {key: call if isinstance(call, tuple) else (key, call) for key, call in calls.items()}
     work = Path(tempfile.mkdtemp(prefix="signature-calls-"))
-    for signature, inputs in calls.items():
-        np.savez(work / f"in-{signature}.npz", **inputs)
+    (work / "calls.pkl").write_bytes(pickle.dumps(calls))
     result = run_python(
         """
-        import sys, numpy as np, tensorflow as tf
-        path, work, *signatures = sys.argv[1:]
+        import pickle, sys, tensorflow as tf
+        path, work = sys.argv[1:3]
         loaded = tf.saved_model.load(path, tags=["serve"])
-        for signature in signatures:
-            inputs = dict(np.load(f"{work}/in-{signature}.npz"))
+        results = {}
+        for key, (signature, inputs) in pickle.loads(open(work + "/calls.pkl", "rb").read()).items():
             outputs = loaded.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
-            np.savez(f"{work}/out-{signature}.npz", **{k: v.numpy() for k, v in outputs.items()})
+            results[key] = {k: v.numpy() for k, v in outputs.items()}
         assert "genkeras" not in sys.modules, "the export needed genkeras"
+        open(work + "/results.pkl", "wb").write(pickle.dumps(results))
         """,
         export_path,
         work,
-        *calls,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return {signature: dict(np.load(work / f"out-{signature}.npz")) for signature in calls}
+    return pickle.loads((work / "results.pkl").read_bytes())
 
 
 def call_savedmodel_in_fresh_tensorflow(export_path, signature: str, inputs: dict) -> dict:

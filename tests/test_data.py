@@ -117,3 +117,12 @@ def test_center_crop_keeps_the_middle():
     image[20:198, :] = 255  # the central 178x178 square is white, the bands above and below black
     out = data.center_crop_and_resize(tf.constant(image), (64, 64)).numpy()
     assert out.min() == 255
+
+
+def test_mnist_and_fashion_mnist_stay_apart_in_one_data_folder(tmp_path):
+    """Both archives have the same file names, and TFDS extracts downloads by file name: each
+    data set needs its own download folder, or the second one prepared copies the first."""
+    mnist = data.take_examples("mnist", "test", count=64, data_dir=tmp_path)["image"]
+    fashion = data.take_examples("fashion_mnist", "test", count=64, data_dir=tmp_path)["image"]
+    assert np.abs(mnist.mean(axis=0) - fashion.mean(axis=0)).mean() > 0.05
+    assert fashion.mean() > mnist.mean()  # clothes cover more of the frame than digits

@@ -107,3 +107,11 @@ def test_a_failed_export_leaves_no_version_behind(tmp_path, images):
     with pytest.raises(ValueError, match="Circular reference"):
         export_model(model, spec, tmp_path, card=card)
     assert list((tmp_path / "dense_ae").iterdir()) == []
+
+
+def test_no_weight_is_stored_twice(exported):
+    """Only what the signatures use is saved (PCA's explained variance is not), and once."""
+    _, model, path = exported
+    reader = tf.train.load_checkpoint(str(path / "variables" / "variables"))
+    stored = sum(np.prod(shape) for key, shape in reader.get_variable_to_shape_map().items() if "OBJECT_GRAPH" not in key)
+    assert 0 < stored <= sum(np.prod(w.shape) for w in model.weights)

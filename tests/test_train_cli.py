@@ -98,6 +98,7 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path):
     report = read_json(tmp_path / "dense_ae" / "metrics.json")
     assert report["epochs_run"] == 6 - len(done_before_kill)  # only the missing epochs ran again
     assert report["epochs_total"] == 6
+    assert report["training_seconds"] > 0  # summed over both processes' epochs
     assert not (tmp_path / "dense_ae" / "backup").exists()  # a finished run leaves no backup
 
 
