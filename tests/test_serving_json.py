@@ -1,0 +1,224 @@
+"""TF Serving's JSON tensor codec and the server-side batcher, without a server."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from genkeras.serving import json_tensor as jt
+from genkeras.serving.errors import ServingError
+
+
+def error_of(fn, *args, **kwargs) -> ServingError:
+    with pytest.raises(ServingError) as info:
+        fn(*args, **kwargs)
+    return info.value
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (0.2, "0.2"),  # not 0.20000000298023224
+        (1.0, "1.0"),
+        (0.0, "0.0"),
+        (-3.0, "-3.0"),
+        (1e6, "1e+06"),  # %g style, as absl::StrCat writes it
+        (3e-5, "3e-05"),
+        (1 / 3, "0.333333343"),  # six digits don't round-trip: max_digits10
+        (float("nan"), "NaN"),
+        (float("inf"), "Infinity"),
+        (float("-inf"), "-Infinity"),
+    ],
+)
+def test_float32_written_as_tf_serving_writes_it(value, text):
+    assert jt.format_float(np.float32(value)) == text
+    assert jt._format_floats(np.array([value], np.float32)) == [text]
+
+
+def test_every_written_float_reads_back_as_the_same_float32():
+    values = (
+        np.random.default_rng(0).normal(size=2000).astype(np.float32)
+        * 10.0 ** np.arange(-10, 10, 0.01)[:2000]
+    )
+    values = values.astype(np.float32)
+    texts = jt._format_floats(values)
+    assert np.array_equal(np.array([float(t) for t in texts], np.float32), values)
+
+
+def test_single_output_is_unwrapped_and_several_are_named():
+    one = {"y": np.array([[0.2, 1.0], [3.0, 4.5]], np.float32)}
+    assert jt.make_json(one, jt.ROW) == '{"predictions": [[0.2,1.0], [3.0,4.5]]}'
+    assert json.loads(jt.make_json(one, jt.COLUMNAR)) == {"outputs": [[0.2, 1.0], [3.0, 4.5]]}
+    two = {"z": np.array([[1.0], [2.0]], np.float32), "images": np.array([0.5, 0.25], np.float32)}
+    assert json.loads(jt.make_json(two, jt.ROW)) == {
+        "predictions": [{"images": 0.5, "z": [1.0]}, {"images": 0.25, "z": [2.0]}]
+    }
+    assert json.loads(jt.make_json(two, jt.COLUMNAR)) == {
+        "outputs": {"images": [0.5, 0.25], "z": [[1.0], [2.0]]}
+    }
+
+
+def test_nan_and_infinity_tokens_in_responses():
+    text = jt.make_json({"y": np.array([np.nan, np.inf, -np.inf], np.float32)}, jt.COLUMNAR)
+    assert text == '{"outputs": [NaN,Infinity,-Infinity]}'
+
+
+def test_row_format_refuses_scalar_and_inconsistent_batches():
+    assert "no shape information" in error_of(jt.make_json, {"y": np.float32(1)}, jt.ROW).message
+    outputs = {"a": np.zeros([2], np.float32), "b": np.zeros([3], np.float32)}
+    assert "inconsistent batch size" in error_of(jt.make_json, outputs, jt.ROW).message
+    assert jt.make_json({"y": np.float32(2)}, jt.COLUMNAR) == '{"outputs": 2.0}'
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+ONE = {"x": "DT_FLOAT"}
+TWO = {"images": "DT_FLOAT", "labels": "DT_INT32"}
+
+
+def fill(body, dtypes, fast=True):
+    return jt.fill_predict_inputs(jt.parse_json(body), dtypes, allow_fast=fast)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_row_and_columnar_give_the_same_tensor(fast):
+    row, row_format = fill('{"instances": [[1.0, 2.0], [3.0, 4.0]]}', ONE, fast)
+    col, col_format = fill('{"inputs": [[1.0, 2.0], [3.0, 4.0]]}', ONE, fast)
+    assert (row_format, col_format) == (jt.ROW, jt.COLUMNAR)
+    assert row["x"].dtype == np.float32 and row["x"].shape == (2, 2)
+    assert np.array_equal(row["x"], col["x"])
+
+
+def test_nan_and_infinity_tokens_accepted_in_requests():
+    inputs, _ = fill('{"inputs": [NaN, Infinity, -Infinity, 1]}', ONE)
+    assert np.isnan(inputs["x"][0]) and inputs["x"][1] == np.inf and inputs["x"][2] == -np.inf
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_int32_refuses_decimals_and_float_refuses_lossy_integers(fast):
+    ints = {"n": "DT_INT32"}
+    assert fill('{"inputs": [1, 2]}', ints, fast)[0]["n"].dtype == np.int32
+    message = error_of(fill, '{"inputs": [1.0, 2]}', ints, fast).message
+    assert "JSON Value: 1.0 Type: Number is not of expected type: int32" in message
+    assert (
+        "is not of expected type: int32"
+        in error_of(fill, '{"inputs": 3000000000}', ints, fast).message
+    )
+    assert (
+        "without loss of precision" in error_of(fill, '{"inputs": [16777217]}', ONE, fast).message
+    )
+    assert fill('{"inputs": [16777216.5]}', ONE, fast)[0]["x"].dtype == np.float32
+
+
+def test_bools_and_strings_are_not_floats():
+    assert (
+        "not of expected type: float"
+        in error_of(fill, '{"inputs": [true, 1.0]}', ONE, False).message
+    )
+    assert "not of expected type: float" in error_of(fill, '{"instances": ["x", "y"]}', ONE).message
+
+
+def test_row_format_needs_exactly_the_input_names():
+    good = '{"instances": [{"images": [0.5], "labels": 1}, {"images": [0.25], "labels": 2}]}'
+    inputs, _ = fill(good, TWO)
+    assert inputs["images"].shape == (2, 1) and inputs["labels"].tolist() == [1, 2]
+    extra = '{"instances": [{"images": [0.5], "labels": 1, "extra": 3}]}'
+    assert "does not have named input: extra" in error_of(fill, extra, TWO).message
+    missing = '{"instances": [{"images": [0.5]}]}'
+    assert "must only have keys: images,labels" in error_of(fill, missing, TWO).message
+    plain = '{"instances": [[0.5]]}'
+    assert "expecting list of objects" in error_of(fill, plain, TWO).message
+
+
+def test_columnar_format_ignores_extra_names_but_needs_every_input():
+    inputs, _ = fill('{"inputs": {"images": [[0.5]], "labels": [1], "extra": "ignored"}}', TWO)
+    assert set(inputs) == {"images", "labels"}
+    assert (
+        "Missing named input: labels"
+        in error_of(fill, '{"inputs": {"images": [[0.5]]}}', TWO).message
+    )
+    assert "expecting an object" in error_of(fill, '{"inputs": [[0.5]]}', TWO).message
+
+
+def test_row_format_instances_must_agree_in_shape():
+    message = error_of(fill, '{"instances": [[1.0, 2.0], [3.0]]}', ONE).message
+    assert "Expecting tensor size: 2 but got: 1" in message
+    message = error_of(fill, '{"instances": [[[1.0, 2.0]], [[3.0], [4.0]]]}', ONE).message
+    assert "Expecting shape [1,2] but got: [2,1]" in message
+
+
+def test_ragged_lists_are_refused():
+    message = error_of(fill, '{"inputs": [[1.0, 2.0], [3.0]]}', ONE).message
+    assert "Encountered list at unexpected size" in message
+    message = error_of(fill, '{"inputs": [[1.0], 2.0]}', ONE).message
+    assert "found at incorrect level" in message
+
+
+@pytest.mark.parametrize(
+    "body, text",
+    [
+        ("", "JSON Parse error: The document is empty"),
+        ("instances = [1, 2]", "JSON Parse error: Invalid value"),
+        ("[1, 2]", "Is not object"),
+        ('{"signature_name": 100}', "'signature_name' key must be a string value."),
+        ('{"instances": [1], "inputs": [1]}', "expecting only one of 'inputs' or 'instances'"),
+        ('{"instances": 1}', "Excepting 'instances' to be an list/array"),
+        ('{"instances": []}', "No values in 'instances' array"),
+        ('{"foo": []}', "Missing 'inputs' or 'instances' key"),
+    ],
+)
+def test_malformed_requests(body, text):
+    def run():
+        doc = jt.parse_json(body)
+        jt.signature_name_of(doc)
+        jt.fill_predict_inputs(doc, ONE)
+
+    error = error_of(run)
+    assert error.code == "INVALID_ARGUMENT" and error.http_status == 400
+    assert text in error.message
+
+
+# -- batching -----------------------------------------------------------------------------------
+
+
+def test_batcher_merges_concurrent_requests_and_splits_answers():
+    from genkeras.serving.batching import Batcher
+    from genkeras.serving.protos import BatchingParameters
+
+    params = BatchingParameters()
+    params.max_batch_size.value = 8
+    params.batch_timeout_micros.value = 50_000
+    params.allowed_batch_sizes.extend([4, 8])
+    calls = []
+
+    def fn(inputs):
+        calls.append(len(inputs["x"]))
+        return {"y": inputs["x"] * 2.0}
+
+    batcher = Batcher(params)
+    results, errors = {}, []
+
+    def request(i):
+        try:
+            x = np.full([1 + i % 2, 3], float(i), np.float32)
+            results[i] = (x, batcher.run("key", fn, {"x": x})["y"])
+        except Exception as error:  # noqa: BLE001
+            errors.append(error)
+
+    threads = [threading.Thread(target=request, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert not errors
+    for x, y in results.values():
+        assert np.array_equal(y, x * 2.0)
+    assert len(calls) < 10 and all(size in (4, 8) for size in calls)
+    too_big = error_of(batcher.run, "key", fn, {"x": np.zeros([9, 3], np.float32)})
+    assert too_big.code == "INVALID_ARGUMENT"
