@@ -1,0 +1,489 @@
+"""Variational autoencoders: dense, convolutional and conditional (p(x | y)).
+
+A VAE is an autoencoder with probability tricks (the lecture's words). The encoder maps an
+image to the mean and log-variance of a Gaussian q(z | x); a code is drawn from it with the
+reparameterization z = mean + exp(log_var / 2) * eps, eps ~ N(0, I); the decoder maps z back to
+the parameters of p(x | z). Training minimizes
+
+    loss = reconstruction_loss + beta * kl_loss
+         = -E_q[log p(x | z)] + beta * KL(q(z | x) || N(0, I))
+
+which, with beta = 1, is the negative evidence lower bound (ELBO) in nats per image. Without
+the KL term (beta = 0) the lecture's warning applies: nothing stops the encoder from shrinking
+sigma towards 0, the VAE becomes a plain autoencoder, and codes drawn from N(0, I) fall into the
+voids between the training codes.
+
+All the maths is in `keras.ops`; only the gradient step in `train_step` uses TensorFlow.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from genkeras.models.seeds import StatelessSeed
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+# ---------------------------------------------------------------------------------------------
+# Densities, all per example (summed over the last axes), in nats.
+
+
+def gaussian_kl(z_mean, z_log_var):
+    """Analytic KL(N(mean, exp(log_var)) || N(0, 1)) per latent dimension, shape of `z_mean`."""
+    return 0.5 * (ops.exp(z_log_var) + ops.square(z_mean) - 1.0 - z_log_var)
+
+
+def standard_normal_log_density(z):
+    """log N(z; 0, I), summed over the last axis."""
+    return -0.5 * ops.sum(ops.square(z) + LOG_2PI, axis=-1)
+
+
+def diagonal_normal_log_density(z, mean, log_var):
+    """log N(z; mean, diag(exp(log_var))), summed over the last axis."""
+    return -0.5 * ops.sum(ops.square(z - mean) * ops.exp(-log_var) + log_var + LOG_2PI, axis=-1)
+
+
+def bernoulli_log_likelihood(images, logits):
+    """log p(x | logits) of binary pixels, summed over height, width and channels: [N]."""
+    log_p = images * logits - ops.softplus(logits)
+    return ops.sum(ops.reshape(log_p, (ops.shape(log_p)[0], -1)), axis=-1)
+
+
+def gaussian_log_likelihood(images, means, log_sigma):
+    """log N(x; means, sigma^2 I) of continuous pixels (a density, not a probability): [N]."""
+    log_p = -0.5 * (ops.square((images - means) * ops.exp(-log_sigma)) + LOG_2PI) - log_sigma
+    return ops.sum(ops.reshape(log_p, (ops.shape(log_p)[0], -1)), axis=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class VAE(keras.Model):
+    """Base class: Gaussian encoder q(z | x[, y]), decoder p(x | z[, y]), own train/test steps.
+
+    Subclasses implement `encoder_body(images)` (images -> features, functional API) and
+    `decoder_body(vector)` (vector -> logits image). The base class wires the heads, the
+    optional label conditioning, the losses and the sampling.
+
+    Metrics tracked by name in `fit` / `evaluate`: `loss`, `reconstruction_loss`, `kl_loss`
+    (nats per image; Keras adds `val_` for validation).
+
+    `loss` in training is `reconstruction_loss + kl_weight * kl_loss`, where `kl_weight` is
+    `beta` unless a `KLWarmup` callback ramps it up. The validation / test loss always uses
+    `beta` itself, so EarlyStopping compares epochs on the same objective; with `beta = 1` it is
+    the negative ELBO.
+
+    Args:
+        image_shape: (height, width, channels).
+        latent_dim: size of z.
+        beta: weight of the KL term (1 = the ELBO; 0 = no KL, the lecture's sigma collapse).
+        likelihood: "bernoulli" (binary pixels, decoder outputs logits) or "gaussian"
+            (pixels in [0, 1], decoder means through a sigmoid, one learned sigma).
+        kl_warmup_epochs: epochs of linear KL warm-up; only read by `KLWarmup` (train.py adds
+            it through the registry), kept here so the run's config records it.
+        num_classes: > 0 makes the model conditional: encoder and decoder also see the label.
+        log_prob_samples: importance samples k used by `log_prob` (and the exported signature).
+        seed: seeds the training draws of eps.
+    """
+
+    def __init__(
+        self,
+        image_shape,
+        latent_dim,
+        beta=1.0,
+        likelihood="bernoulli",
+        kl_warmup_epochs=0,
+        num_classes=0,
+        log_prob_samples=128,
+        seed=0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(
+                f"Unknown likelihood '{likelihood}'. Use one of: {', '.join(LIKELIHOODS)}."
+            )
+        if beta < 0:
+            raise ValueError(f"beta must be >= 0, got {beta}.")
+        self.image_shape = tuple(image_shape)
+        self.latent_dim = int(latent_dim)
+        self.beta = float(beta)
+        self.likelihood = likelihood
+        self.kl_warmup_epochs = int(kl_warmup_epochs)
+        self.num_classes = int(num_classes)
+        self.log_prob_samples = int(log_prob_samples)
+        self.seed = int(seed)
+        self.encoder = self._build_encoder()
+        self.decoder = self._build_decoder()
+        self.kl_weight = self.add_weight(
+            shape=(),
+            initializer=keras.initializers.Constant(self.beta),
+            trainable=False,
+            name="kl_weight",
+        )
+        if likelihood == "gaussian":
+            # sigma of p(x | z) is learned (one scalar): its optimum is the reconstruction RMSE.
+            self.log_sigma = self.add_weight(
+                shape=(), initializer=keras.initializers.Constant(-2.0), name="log_sigma"
+            )
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
+        self.kl_tracker = keras.metrics.Mean(name="kl_loss")
+        self.built = True  # encoder and decoder are functional models, built above
+
+    # -- networks ---------------------------------------------------------------------------
+
+    def encoder_body(self, images):
+        raise NotImplementedError
+
+    def decoder_body(self, vector):
+        raise NotImplementedError
+
+    def _build_encoder(self):
+        images = keras.Input(self.image_shape, name="images")
+        inputs, features = [images], self.encoder_body(images)
+        if self.num_classes:
+            onehot = keras.Input((self.num_classes,), name="labels_onehot")
+            inputs.append(onehot)
+            features = layers.Concatenate()([features, onehot])
+        z_mean = layers.Dense(self.latent_dim, name="z_mean")(features)
+        z_log_var = layers.Dense(self.latent_dim, name="z_log_var")(features)
+        return keras.Model(inputs, [z_mean, z_log_var], name="encoder")
+
+    def _build_decoder(self):
+        z = keras.Input((self.latent_dim,), name="z")
+        inputs, vector = [z], z
+        if self.num_classes:
+            onehot = keras.Input((self.num_classes,), name="labels_onehot")
+            inputs.append(onehot)
+            vector = layers.Concatenate()([z, onehot])
+        return keras.Model(inputs, self.decoder_body(vector), name="decoder")
+
+    def _onehot(self, labels):
+        return ops.one_hot(ops.cast(labels, "int32"), self.num_classes)
+
+    def _check_labels(self, labels):
+        if self.num_classes and labels is None:
+            raise ValueError(f"{type(self).__name__} is conditional: pass `labels` (int [N]).")
+
+    def posterior(self, images, labels=None, training=False):
+        """q(z | x[, y]): `(z_mean, z_log_var)`, each [N, latent_dim]."""
+        self._check_labels(labels)
+        images = ops.convert_to_tensor(images, "float32")
+        inputs = [images, self._onehot(labels)] if self.num_classes else [images]
+        z_mean, z_log_var = self.encoder(inputs, training=training)
+        return z_mean, z_log_var
+
+    def decoder_logits(self, z, labels=None, training=False):
+        """Decoder output before the sigmoid: [N, H, W, C]."""
+        self._check_labels(labels)
+        z = ops.convert_to_tensor(z, "float32")
+        inputs = [z, self._onehot(labels)] if self.num_classes else [z]
+        return self.decoder(inputs, training=training)
+
+    @staticmethod
+    def reparameterize(z_mean, z_log_var, eps):
+        """z = mean + sigma * eps, sigma = exp(log_var / 2)."""
+        return z_mean + ops.exp(0.5 * z_log_var) * eps
+
+    def log_likelihood(self, images, logits):
+        """log p(x | z) per image [N] from the decoder's logits."""
+        if self.likelihood == "bernoulli":
+            return bernoulli_log_likelihood(images, logits)
+        return gaussian_log_likelihood(images, ops.sigmoid(logits), self.log_sigma)
+
+    # -- the public API (also what the SavedModel signatures call) -----------------------------
+
+    def call(self, inputs, training=False):
+        images, labels = self._unpack(inputs)
+        z_mean, _ = self.posterior(images, labels, training=training)
+        return ops.sigmoid(self.decoder_logits(z_mean, labels, training=training))
+
+    def encode(self, images, labels=None, seed=0):
+        """Images -> dict of `z_mean`, `z_log_var` and `z`, one posterior draw keyed by `seed`."""
+        z_mean, z_log_var = self.posterior(images, labels)
+        eps = keras.random.normal(ops.shape(z_mean), seed=StatelessSeed(seed))
+        return {
+            "z_mean": z_mean,
+            "z_log_var": z_log_var,
+            "z": self.reparameterize(z_mean, z_log_var, eps),
+        }
+
+    def decode(self, z, labels=None):
+        """Codes [N, latent_dim] -> images [N, H, W, C]: Bernoulli / Gaussian means in [0, 1]."""
+        return ops.sigmoid(self.decoder_logits(z, labels))
+
+    def reconstruct(self, images, labels=None):
+        """Decodes the posterior mean (deterministic)."""
+        z_mean, _ = self.posterior(images, labels)
+        return self.decode(z_mean, labels)
+
+    def sample(self, num, seed=0, labels=None):
+        """`num` images decoded from z ~ N(0, I) drawn statelessly from `seed`.
+
+        The same seed gives the same images; `labels` (int [num]) is required by a conditional
+        model.
+
+        Example:
+        >>> model = DenseVAE((28, 28, 1), latent_dim=2)
+        >>> model.sample(4, seed=1).shape
+        TensorShape([4, 28, 28, 1])
+        """
+        z = keras.random.normal(ops.stack([num, self.latent_dim]), seed=StatelessSeed(seed))
+        return self.decode(z, labels)
+
+    def elbo_terms(self, images, labels=None, eps=None, training=False):
+        """One-sample `(reconstruction_loss, kl_loss, z_mean, z_log_var)`; losses per image [N]."""
+        z_mean, z_log_var = self.posterior(images, labels, training=training)
+        if eps is None:
+            eps = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
+        z = self.reparameterize(z_mean, z_log_var, eps)
+        reconstruction = -self.log_likelihood(
+            images, self.decoder_logits(z, labels, training=training)
+        )
+        kl = ops.sum(gaussian_kl(z_mean, z_log_var), axis=-1)
+        return reconstruction, kl, z_mean, z_log_var
+
+    def importance_log_weights(self, images, labels=None, num_samples=64, seed=0):
+        """log w_i = log p(x, z_i) - log q(z_i | x), z_i ~ q, i = 1..k: [k, N].
+
+        logsumexp over the k rows minus log k is the importance-weighted bound of Burda et
+        al. (IWAE); k = 1 is the ELBO and the bound tightens towards log p(x) as k grows.
+        """
+        images = ops.convert_to_tensor(images, "float32")
+        z_mean, z_log_var = self.posterior(images, labels)
+        n = ops.shape(z_mean)[0]
+        eps = keras.random.normal(
+            ops.stack([num_samples, n, self.latent_dim]), seed=StatelessSeed(seed)
+        )
+        z = self.reparameterize(z_mean[None], z_log_var[None], eps)  # [k, N, D]
+        flat_z = ops.reshape(z, (-1, self.latent_dim))
+        tiled = lambda t: ops.reshape(ops.repeat(t[None], num_samples, axis=0), (-1, *t.shape[1:]))
+        flat_images = tiled(images)
+        flat_labels = tiled(labels) if self.num_classes else None
+        log_px = self.log_likelihood(flat_images, self.decoder_logits(flat_z, flat_labels))
+        log_px = ops.reshape(log_px, (num_samples, n))
+        return (
+            log_px
+            + standard_normal_log_density(z)
+            - diagonal_normal_log_density(z, z_mean[None], z_log_var[None])
+        )
+
+    def log_prob(self, images, labels=None, num_samples=None, seed=0, chunk=32):
+        """Importance-weighted estimate of log p(x) (log p(x | y) if conditional) in nats: [N].
+
+        Uses k = `num_samples` (default `log_prob_samples`) posterior draws, `chunk` at a time,
+        keyed statelessly by `seed`. With the Gaussian likelihood it is a log density.
+        """
+        k = int(num_samples or self.log_prob_samples)
+        parts = []
+        for index, start in enumerate(range(0, k, chunk)):
+            size = min(chunk, k - start)
+            parts.append(
+                self.importance_log_weights(images, labels, size, seed=seed * 100_003 + index)
+            )
+        log_w = ops.concatenate(parts, axis=0)
+        return ops.logsumexp(log_w, axis=0) - math.log(k)
+
+    # -- training -----------------------------------------------------------------------------
+
+    def _unpack(self, data):
+        """Batches are `images`, or `(images, labels)` for a conditional model."""
+        if isinstance(data, dict):
+            return data["images"], data.get("labels")
+        if isinstance(data, (tuple, list)):
+            if self.num_classes:
+                return data[0], data[1]
+            return data[0], None
+        return data, None
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker]
+
+    def _update(self, loss, reconstruction, kl):
+        self.loss_tracker.update_state(loss)
+        self.reconstruction_tracker.update_state(reconstruction)
+        self.kl_tracker.update_state(kl)
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def train_step(self, data):
+        import tensorflow as tf  # the gradient step is backend-specific; the losses are not
+
+        images, labels = self._unpack(data)
+        with tf.GradientTape() as tape:
+            reconstruction, kl, _, _ = self.elbo_terms(images, labels, training=True)
+            reconstruction, kl = ops.mean(reconstruction), ops.mean(kl)
+            loss = reconstruction + ops.cast(self.kl_weight, kl.dtype) * kl
+        gradients = tape.gradient(loss, self.trainable_weights)
+        self.optimizer.apply(gradients, self.trainable_weights)
+        return self._update(loss, reconstruction, kl)
+
+    def test_step(self, data):
+        images, labels = self._unpack(data)
+        reconstruction, kl, _, _ = self.elbo_terms(images, labels)
+        reconstruction, kl = ops.mean(reconstruction), ops.mean(kl)
+        return self._update(reconstruction + self.beta * kl, reconstruction, kl)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "image_shape": self.image_shape,
+            "latent_dim": self.latent_dim,
+            "beta": self.beta,
+            "likelihood": self.likelihood,
+            "kl_warmup_epochs": self.kl_warmup_epochs,
+            "num_classes": self.num_classes,
+            "log_prob_samples": self.log_prob_samples,
+            "seed": self.seed,
+        }
+
+
+@keras.saving.register_keras_serializable(package="genkeras")
+class DenseVAE(VAE):
+    """MLP encoder and decoder (the VAE of Kingma & Welling and of the lecture).
+
+    Args:
+        hidden_units: widths of the encoder's hidden layers; the decoder mirrors them.
+
+    Example:
+    >>> model = DenseVAE((28, 28, 1), latent_dim=2)
+    >>> sorted(model.encode(np.zeros((3, 28, 28, 1), "float32")))
+    ['z', 'z_log_var', 'z_mean']
+    """
+
+    def __init__(self, image_shape, latent_dim, hidden_units=(512, 256), **kwargs):
+        self.hidden_units = tuple(hidden_units)
+        super().__init__(image_shape, latent_dim, **kwargs)
+
+    def encoder_body(self, images):
+        x = layers.Flatten()(images)
+        for units in self.hidden_units:
+            x = layers.Dense(units, activation="relu")(x)
+        return x
+
+    def decoder_body(self, vector):
+        x = vector
+        for units in reversed(self.hidden_units):
+            x = layers.Dense(units, activation="relu")(x)
+        x = layers.Dense(int(np.prod(self.image_shape)), name="logits")(x)
+        return layers.Reshape(self.image_shape)(x)
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_units": self.hidden_units}
+
+
+@keras.saving.register_keras_serializable(package="genkeras")
+class ConvVAE(VAE):
+    """Strided convolutions down to the Gaussian heads, transposed convolutions back up.
+
+    Height and width must be divisible by 2 ** len(filters).
+
+    Args:
+        filters: channels of each stride-2 encoder block; the decoder mirrors them.
+        dense_units: width of the dense layer between the convolutions and z (0 = none).
+
+    Example:
+    >>> model = ConvVAE((28, 28, 1), latent_dim=32)
+    >>> model.sample(2, seed=0).shape
+    TensorShape([2, 28, 28, 1])
+    """
+
+    def __init__(self, image_shape, latent_dim, filters=(32, 64), dense_units=128, **kwargs):
+        self.filters = tuple(filters)
+        self.dense_units = int(dense_units)
+        height, width, _ = image_shape
+        factor = 2 ** len(self.filters)
+        if height % factor or width % factor:
+            raise ValueError(
+                f"ConvVAE needs height and width divisible by {factor} (2 ** len(filters)); "
+                f"got {height}x{width}. Use fewer filters or resize the images."
+            )
+        self.bottom_shape = (height // factor, width // factor, self.filters[-1])
+        super().__init__(image_shape, latent_dim, **kwargs)
+
+    def encoder_body(self, images):
+        x = images
+        for channels in self.filters:
+            x = layers.Conv2D(channels, 3, strides=2, padding="same", activation="relu")(x)
+        x = layers.Flatten()(x)
+        if self.dense_units:
+            x = layers.Dense(self.dense_units, activation="relu")(x)
+        return x
+
+    def decoder_body(self, vector):
+        x = vector
+        if self.dense_units:
+            x = layers.Dense(self.dense_units, activation="relu")(x)
+        x = layers.Dense(int(np.prod(self.bottom_shape)), activation="relu")(x)
+        x = layers.Reshape(self.bottom_shape)(x)
+        # Mirror the encoder, one block narrower each time, so the full-resolution layer is cheap.
+        widths = [*reversed(self.filters[:-1]), max(self.filters[0] // 2, 8)]
+        for channels in widths:
+            x = layers.Conv2DTranspose(channels, 3, strides=2, padding="same", activation="relu")(x)
+        return layers.Conv2D(self.image_shape[-1], 3, padding="same", name="logits")(x)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "dense_units": self.dense_units}
+
+
+@keras.saving.register_keras_serializable(package="genkeras")
+class ConditionalVAE(DenseVAE):
+    """A dense VAE conditioned on the class label: q(z | x, y) and p(x | z, y).
+
+    z then holds the style (slant, thickness) and y the class, so one z decoded with each
+    label draws the same style of every digit. Inputs are `(images, labels)`.
+
+    Args:
+        num_classes: number of labels (10 for MNIST).
+
+    Example:
+    >>> model = ConditionalVAE((28, 28, 1), latent_dim=8)
+    >>> model.sample(3, seed=0, labels=np.array([1, 2, 3])).shape
+    TensorShape([3, 28, 28, 1])
+    """
+
+    def __init__(self, image_shape, latent_dim, num_classes=10, **kwargs):
+        super().__init__(image_shape, latent_dim, num_classes=num_classes, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class KLWarmup(keras.callbacks.Callback):
+    """Linear KL warm-up: kl_weight = beta * min(1, (epoch + 1) / epochs) during training.
+
+    Epoch 0 trains with beta / epochs, epoch `epochs - 1` and later with beta. The weight is set
+    back to beta when training ends. Validation losses always use beta (see `VAE`).
+
+    Args:
+        epochs: length of the ramp; 0 or less disables it.
+    """
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = int(epochs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        factor = min(1.0, (epoch + 1) / self.epochs) if self.epochs > 0 else 1.0
+        self.model.kl_weight.assign(self.model.beta * factor)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["kl_weight"] = float(keras.ops.convert_to_numpy(self.model.kl_weight))
+
+    def on_train_end(self, logs=None):
+        self.model.kl_weight.assign(self.model.beta)
+
+
+def kl_warmup_callbacks(options: dict) -> list:
+    """The registry's `extra_callbacks` hook: a `KLWarmup` when `kl_warmup_epochs` > 0."""
+    epochs = int(options.get("kl_warmup_epochs", 0) or 0)
+    return [KLWarmup(epochs)] if epochs > 0 else []
