@@ -9,10 +9,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from genkeras import evaluation, pictures
+from genkeras import autoregressive, evaluation, pictures
 from genkeras.data import Noise, View
 from genkeras.models.autoencoders import ConvAutoencoder, DenseAutoencoder
 from genkeras.models.pca import PCA
+from genkeras.models.pixelcnn import PixelCNN
+from genkeras.models.pixelrnn import PixelRNN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +98,13 @@ def available_models() -> list[str]:
     return list(SPECS)
 
 
+def print_models(argv=()) -> int:
+    """`genkeras models`: one line per registered model."""
+    for spec in SPECS.values():
+        print(f"{spec.name:<14} {spec.description}")
+    return 0
+
+
 register(
     ModelSpec(
         name="pca",
@@ -131,5 +140,140 @@ register(
         view=View(noise=Noise("gaussian", 0.5)),
         default_signature="denoise",
         epochs=20,
+    )
+)
+
+
+# --- The VAE family (issue 3) ----------------------------------------------------------------
+from genkeras import vae_tools  # noqa: E402
+from genkeras.models.vae import (  # noqa: E402
+    ConditionalVAE,
+    ConvVAE,
+    DenseVAE,
+    kl_warmup_callbacks,
+)
+
+VAE_OPTIONS = (
+    Option("beta", float, 1.0, "weight of the KL term (1 = ELBO; 0 = no KL: sigma collapses)"),
+    Option("kl_warmup_epochs", int, 0, "KL weight ramps linearly from beta/N to beta in N epochs"),
+    Option("likelihood", str, "bernoulli", "p(x|z): bernoulli (binarized pixels) or gaussian"),
+)
+VAE_SIGNATURES = ("encode", "decode", "reconstruct", "sample", "log_prob")
+
+register(
+    ModelSpec(
+        name="vae",
+        description="Variational autoencoder, MLP encoder/decoder (2-D latent for the manifold).",
+        build=DenseVAE,
+        view=View(binarize=True, targets=False),
+        loss=None,
+        signatures=VAE_SIGNATURES,
+        default_signature="sample",
+        evaluate=vae_tools.vae_metrics,
+        pictures=vae_tools.vae_pictures,
+        options=VAE_OPTIONS,
+        extra_callbacks=kl_warmup_callbacks,
+        latent_dim=2,
+        epochs=30,
+    )
+)
+register(
+    ModelSpec(
+        name="conv_vae",
+        description="Convolutional variational autoencoder, Bernoulli decoder on binarized pixels.",
+        build=ConvVAE,
+        view=View(binarize=True, targets=False),
+        loss=None,
+        signatures=VAE_SIGNATURES,
+        default_signature="sample",
+        evaluate=vae_tools.vae_metrics,
+        pictures=vae_tools.vae_pictures,
+        options=VAE_OPTIONS,
+        extra_callbacks=kl_warmup_callbacks,
+        latent_dim=32,
+        epochs=30,
+    )
+)
+register(
+    ModelSpec(
+        name="cvae",
+        description="Conditional VAE p(x | y): encoder and decoder see the class label.",
+        build=ConditionalVAE,
+        view=View(binarize=True, labels=True, targets=False),
+        loss=None,
+        signatures=VAE_SIGNATURES,
+        default_signature="sample",
+        evaluate=vae_tools.vae_metrics,
+        pictures=vae_tools.vae_pictures,
+        options=VAE_OPTIONS,
+        extra_callbacks=kl_warmup_callbacks,
+        latent_dim=16,
+        epochs=30,
+    )
+)
+
+
+# Autoregressive pixel models (issue 4): exact likelihood, pixel-by-pixel sampling.
+_PIXEL_OPTIONS = (
+    Option("likelihood", str, "bernoulli", "bernoulli (binarized pixels) or categorical (256-way)"),
+    Option("num_classes", int, 0, "> 0: class-conditional on the data set's labels"),
+    Option("filters", int, 32, "channels per stack"),
+    Option("num_layers", int, 7, "gated blocks after the first (mask A) layer"),
+    Option("hidden", int, 64, "channels of the 1x1 output head"),
+    Option("time_budget", float, 0.0, "minutes: stop fit then, cosine-annealing the LR (0 = off)"),
+)
+
+
+def _pixel_builder(cls):
+    """`cls(image_shape, latent_dim, **options)` minus the training-only `time_budget` option."""
+
+    def build(image_shape, latent_dim=None, time_budget=0.0, **options):
+        return cls(image_shape, latent_dim, **options)
+
+    return build
+
+
+register(
+    ModelSpec(
+        name="pixelcnn",
+        description="Gated PixelCNN: masked vertical/horizontal stacks, exact likelihood, sampling.",
+        build=_pixel_builder(PixelCNN),
+        view=View(binarize=True, targets=False),
+        extra_callbacks=autoregressive.TimeBudget.callbacks,
+        loss=None,
+        signatures=("sample", "log_prob", "complete"),
+        default_signature="log_prob",
+        evaluate=autoregressive.likelihood_metrics,
+        pictures=autoregressive.pixel_pictures,
+        options=_PIXEL_OPTIONS,
+        epochs=6,
+        batch_size=64,
+        learning_rate=1e-3,
+    )
+)
+
+
+register(
+    ModelSpec(
+        name="pixelrnn",
+        description="PixelRNN (Row LSTM): rows scanned by an LSTM, exact likelihood, sampling.",
+        build=_pixel_builder(PixelRNN),
+        view=View(binarize=True, targets=False),
+        extra_callbacks=autoregressive.TimeBudget.callbacks,
+        loss=None,
+        signatures=("sample", "log_prob", "complete"),
+        default_signature="log_prob",
+        evaluate=autoregressive.likelihood_metrics,
+        pictures=autoregressive.pixel_pictures,
+        options=(
+            *_PIXEL_OPTIONS[:2],
+            Option("filters", int, 32, "hidden units per Row LSTM layer"),
+            Option("num_layers", int, 2, "Row LSTM layers"),
+            Option("hidden", int, 64, "channels of the 1x1 output head"),
+            _PIXEL_OPTIONS[-1],
+        ),
+        epochs=6,
+        batch_size=64,
+        learning_rate=1e-3,
     )
 )

@@ -1,0 +1,225 @@
+"""Shared pieces of the autoregressive pixel models (PixelCNN, PixelRNN).
+
+Both models factor the image distribution in raster order,
+
+    p(x) = prod_t p(x_t | x_<t),   t = row * width + column,
+
+and predict the parameters of every conditional in one forward pass, so the exact log
+likelihood costs one call. Causality (the prediction for pixel t never sees pixels >= t) is
+built from shifts and one-sided ("causal") paddings instead of multiplicative weight masks:
+
+* `down_shift` / `right_shift` move the image one row down / one column right, so position
+  (i, j) sees what was at (i-1, j) / (i, j-1): this is mask A, the very first layer.
+* `pad_down(x, kh, kw)` before a `valid` convolution of kernel (kh, kw) makes output row i
+  depend on input rows i-kh+1..i only (a vertical stack that never looks down).
+* `pad_right(x, kw)` before a `valid` (1, kw) convolution makes output column j depend on
+  input columns j-kw+1..j of the same row only (mask B of a horizontal stack).
+
+Every model also exposes the split the fast sampler relies on (see `genkeras.autoregressive`):
+
+    logits(x) == horizontal(x, vertical(x))
+
+where `vertical(x)[k][:, i]` depends only on rows < i of x, and `horizontal(rows, context)` is
+row-local: applying it to row i alone (with row i of the context) gives row i of the full
+result. The sampler therefore recomputes `vertical` once per row and `horizontal` on one row
+per pixel.
+
+Pixels: grayscale images only (channels == 1); the sub-pixel R -> G -> B ordering of the
+PixelRNN paper is not implemented.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+LIKELIHOODS = ("bernoulli", "categorical")
+LEVELS = 256  # intensities of the categorical likelihood
+
+
+def down_shift(x):
+    """[N, H, W, C] -> same shape, shifted one row down (row 0 becomes zeros)."""
+    return ops.pad(x, [[0, 0], [1, 0], [0, 0], [0, 0]])[:, :-1]
+
+
+def right_shift(x):
+    """[N, H, W, C] -> same shape, shifted one column right (column 0 becomes zeros)."""
+    return ops.pad(x, [[0, 0], [0, 0], [1, 0], [0, 0]])[:, :, :-1]
+
+
+def pad_down(x, kh, kw):
+    """Pads kh-1 rows on top, kw//2 columns each side: a (kh, kw) `valid` conv looks up only."""
+    return ops.pad(x, [[0, 0], [kh - 1, 0], [kw // 2, kw // 2], [0, 0]])
+
+
+def pad_right(x, kw):
+    """Pads kw-1 columns on the left: a (1, kw) `valid` conv then looks left (and at j) only."""
+    return ops.pad(x, [[0, 0], [0, 0], [kw - 1, 0], [0, 0]])
+
+
+def gate(x):
+    """Gated activation tanh(a) * sigmoid(b) over the two halves of the channels."""
+    a, b = ops.split(x, 2, axis=-1)
+    return ops.tanh(a) * ops.sigmoid(b)
+
+
+class PixelModel(keras.Model):
+    """Base class: likelihoods, exact `log_prob`, the training loss and sampling entry points.
+
+    Subclasses build their layers in `__init__` and implement `vertical(x, labels)` and
+    `horizontal(rows, context)` (see the module docstring); `logits` and `call` follow.
+
+    Args:
+        image_shape: (height, width, 1).
+        likelihood: "bernoulli" (binary pixels; logits [N, H, W, 1]) or "categorical"
+            (256 intensities; logits [N, H, W, 1, 256]).
+        num_classes: > 0 makes the model class-conditional: inputs are `(images, labels)`.
+    """
+
+    supports_temperature = True
+
+    def __init__(self, image_shape, likelihood="bernoulli", num_classes=0, **kwargs):
+        super().__init__(**kwargs)
+        self.image_shape = tuple(int(d) for d in image_shape)
+        if self.image_shape[-1] != 1:
+            raise ValueError(
+                f"Pixel models support grayscale images only (channels 1), not {self.image_shape}."
+            )
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(
+                f"Unknown likelihood '{likelihood}'. Use one of: {', '.join(LIKELIHOODS)}."
+            )
+        self.likelihood = likelihood
+        self.num_classes = int(num_classes or 0)
+        self.out_channels = 1 if likelihood == "bernoulli" else LEVELS
+
+    # -- inputs ----------------------------------------------------------------------------
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+    def split_inputs(self, inputs):
+        if isinstance(inputs, (tuple, list)):
+            images, labels = inputs
+            return images, (labels if self.conditional else None)
+        if self.conditional:
+            raise ValueError("A class-conditional pixel model takes (images, labels).")
+        return inputs, None
+
+    def quantize_pixels(self, images):
+        """Images in [0, 1] -> the values the model is trained on: {0, 1} or k/255."""
+        images = ops.cast(images, "float32")
+        if self.likelihood == "bernoulli":
+            return ops.cast(images >= 0.5, "float32")
+        return ops.round(ops.clip(images, 0.0, 1.0) * (LEVELS - 1)) / (LEVELS - 1)
+
+    def encode_input(self, x):
+        """Quantized pixels -> network input in [-1, 1]."""
+        return 2.0 * ops.cast(x, "float32") - 1.0
+
+    def label_features(self, labels):
+        """Labels [N] -> one-hot [N, num_classes] (None for unconditional models)."""
+        if not self.conditional or labels is None:
+            return None
+        return ops.one_hot(ops.reshape(ops.cast(labels, "int32"), (-1,)), self.num_classes)
+
+    # -- the network -----------------------------------------------------------------------
+    def vertical(self, x, labels=None):
+        """Context from rows strictly above: list of [N, H, W, ?] tensors."""
+        raise NotImplementedError
+
+    def horizontal(self, rows, context):
+        """Row-local part: rows [N, R, W, 1] and context rows -> logits for those rows."""
+        raise NotImplementedError
+
+    def output_logits(self, features):
+        """[N, H, W, out_channels] -> [N, H, W, 1] (bernoulli) or [N, H, W, 1, 256]."""
+        if self.likelihood == "bernoulli":
+            return features
+        return ops.expand_dims(features, 3)
+
+    def logits(self, images, labels=None):
+        """Quantized images (unsampled pixels may hold anything) -> per-pixel logits."""
+        x = self.encode_input(images)
+        return self.horizontal(x, self.vertical(x, labels))
+
+    def call(self, inputs, training=False):
+        images, labels = self.split_inputs(inputs)
+        return self.logits(self.quantize_pixels(images), labels)
+
+    # -- likelihood ------------------------------------------------------------------------
+    def log_prob_from_logits(self, images, logits):
+        """Exact log p(x) in nats per image, from quantized images and their logits."""
+        x = self.quantize_pixels(images)
+        if self.likelihood == "bernoulli":
+            per_pixel = -(x * ops.softplus(-logits) + (1.0 - x) * ops.softplus(logits))
+        else:
+            index = ops.cast(ops.round(x * (LEVELS - 1)), "int32")
+            log_probs = ops.log_softmax(logits, axis=-1)
+            per_pixel = ops.sum(log_probs * ops.one_hot(index, LEVELS), axis=-1)
+        return ops.sum(ops.reshape(per_pixel, (ops.shape(per_pixel)[0], -1)), axis=-1)
+
+    def log_prob(self, images, labels=None):
+        """Exact log-likelihood of images in one forward pass.
+
+        Args:
+            images: [N, H, W, 1] in [0, 1]. Bernoulli models threshold them at 0.5 (feed binary
+                images for the exact probability of those images); categorical models round
+                them to k/255.
+            labels: [N] int classes, for class-conditional models only.
+
+        Returns:
+            dict with `log_prob` [N] (nats per image) and `bits_per_dim` [N]
+            (-log_prob / (H*W*C*ln 2)).
+        """
+        images = ops.cast(images, "float32")
+        log_p = self.log_prob_from_logits(images, self.logits(self.quantize_pixels(images), labels))
+        dims = math.prod(self.image_shape)
+        return {"log_prob": log_p, "bits_per_dim": -log_p / (dims * math.log(2.0))}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Mean negative log-likelihood in nats per image (what `fit` minimizes and logs)."""
+        images, _ = self.split_inputs(x)
+        loss = -ops.mean(self.log_prob_from_logits(images, y_pred))
+        extra = self.losses
+        return loss + ops.sum(ops.stack(extra)) if extra else loss
+
+    # -- sampling (TensorFlow loops; see genkeras.autoregressive) ---------------------------
+    def sample(self, num, seed, temperature=1.0, labels=None, fast=True):
+        """`num` images drawn pixel by pixel; the same `seed` gives the same images.
+
+        Args:
+            num: number of images (int or int32 scalar tensor).
+            seed: int or int32 scalar tensor keying all randomness (stateless).
+            temperature: divides the logits; 1 samples the model, < 1 sharpens.
+            labels: [num] classes for class-conditional models.
+            fast: row-cached sampler (True) or the naive full recompute per pixel.
+
+        Returns:
+            [num, H, W, 1] float32 images in [0, 1].
+        """
+        from genkeras import autoregressive
+
+        return autoregressive.sample(self, num, seed, temperature, labels=labels, fast=fast)
+
+    def complete(self, images, rows, seed=0, temperature=1.0, labels=None, fast=True):
+        """Keeps the first `rows` rows of `images` as given and samples the rest.
+
+        Returns:
+            [N, H, W, 1]: rows < `rows` equal the input exactly; the others are samples.
+        """
+        from genkeras import autoregressive
+
+        return autoregressive.complete(
+            self, images, rows, seed, temperature, labels=labels, fast=fast
+        )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "image_shape": self.image_shape,
+            "likelihood": self.likelihood,
+            "num_classes": self.num_classes,
+        }

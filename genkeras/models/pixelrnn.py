@@ -1,0 +1,140 @@
+"""PixelRNN as a Row LSTM (van den Oord et al., 2016): h_{x,y} = f(h_{x-1,y}, h_{x,y-1}).
+
+Each Row LSTM layer processes the image one row at a time. For row i:
+
+    gates_i = K_is (*) input_i  +  K_ss (*) h_{i-1}       (4p channels: i, f, o, g)
+    c_i = sigmoid(f) * c_{i-1} + sigmoid(i) * tanh(g),   h_i = sigmoid(o) * tanh(c_i)
+
+* input-to-state K_is is a (1, k) convolution along the row, masked so position j sees
+  columns < j of the image (mask A, first layer) or <= j of the layer below (mask B);
+* state-to-state K_ss is a (1, 3) convolution over the previous row's hidden state, so the
+  state at (i, j) sees (i-1, j-1..j+1), i.e. a triangle of the rows above.
+
+Layers after the first are residual. The same split as PixelCNN holds (see
+`genkeras.models.masked`): `vertical` runs the recurrence and returns, for every row, each
+layer's state of the row above; `horizontal` computes one LSTM step on given rows from that
+state, so the fast sampler reuses it. The Row LSTM's receptive field is triangular (the
+paper's Diagonal BiLSTM removes that blind spot; not implemented here).
+"""
+
+import keras
+from keras import layers, ops
+
+from genkeras.models.masked import PixelModel, pad_right, right_shift
+
+
+@keras.saving.register_keras_serializable(package="genkeras")
+class PixelRNN(PixelModel):
+    """Row LSTM PixelRNN with optional class conditioning.
+
+    Args:
+        image_shape: (height, width, 1).
+        latent_dim: ignored (no latent); accepted for the registry.
+        filters: hidden units p of each Row LSTM layer.
+        num_layers: Row LSTM layers.
+        kernel_size: width of the input-to-state convolutions (odd).
+        hidden: channels of the 1x1 output head.
+        likelihood: "bernoulli" or "categorical".
+        num_classes: > 0 for a class-conditional model fed `(images, labels)`.
+
+    Example:
+    >>> model = PixelRNN((4, 4, 1), filters=8, num_layers=1)
+    >>> model(np.zeros((2, 4, 4, 1))).shape
+    (2, 4, 4, 1)
+    """
+
+    def __init__(
+        self,
+        image_shape,
+        latent_dim=None,
+        filters=32,
+        num_layers=2,
+        kernel_size=3,
+        hidden=64,
+        likelihood="bernoulli",
+        num_classes=0,
+        **kwargs,
+    ):
+        super().__init__(image_shape, likelihood=likelihood, num_classes=num_classes, **kwargs)
+        self.filters = int(filters)
+        self.num_layers = int(num_layers)
+        self.kernel_size = int(kernel_size)
+        self.hidden = int(hidden)
+        p = self.filters
+        self.input_to_state = [
+            layers.Conv2D(4 * p, (1, self.kernel_size // 2 + 1), name=f"input_to_state_{index}")
+            for index in range(self.num_layers)
+        ]
+        self.state_to_state = [
+            layers.Conv2D(
+                4 * p, (1, 3), padding="same", use_bias=False, name=f"state_to_state_{index}"
+            )
+            for index in range(self.num_layers)
+        ]
+        self.cond = (
+            [
+                layers.Dense(4 * p, use_bias=False, name=f"cond_{index}")
+                for index in range(self.num_layers)
+            ]
+            if self.conditional
+            else []
+        )
+        self.head = layers.Conv2D(self.hidden, 1, activation="relu", name="head")
+        self.out_conv = layers.Conv2D(self.out_channels, 1, name="logits")
+
+    def _gate_inputs(self, index, inputs):
+        """Input-to-state term for whole rows (mask A for layer 0, mask B after)."""
+        width = self.kernel_size // 2 + 1
+        shifted = right_shift(inputs) if index == 0 else inputs
+        return self.input_to_state[index](pad_right(shifted, width))
+
+    def _step(self, index, gate_inputs, h_above, c_above):
+        gates = gate_inputs + self.state_to_state[index](h_above)
+        i, f, o, g = ops.split(gates, 4, axis=-1)
+        c = ops.sigmoid(f) * c_above + ops.sigmoid(i) * ops.tanh(g)
+        return ops.sigmoid(o) * ops.tanh(c), c
+
+    def _layer_output(self, index, inputs, h):
+        return h if index == 0 else inputs + h
+
+    def vertical(self, x, labels=None):
+        """Runs the recurrence; returns per layer [h of row i-1, c of row i-1, label bias]."""
+        height = self.image_shape[0]
+        cond = self.label_features(labels)
+        batch, width = ops.shape(x)[0], ops.shape(x)[2]
+        context, inputs = [], x
+        for index in range(self.num_layers):
+            gate_inputs = self._gate_inputs(index, inputs)
+            bias = ops.zeros_like(gate_inputs)
+            if cond is not None:
+                bias = bias + self.cond[index](cond)[:, None, None, :]
+            gate_inputs = gate_inputs + bias
+            h = ops.zeros((batch, 1, width, self.filters))
+            c = ops.zeros((batch, 1, width, self.filters))
+            h_above, c_above, outputs = [], [], []
+            for row in range(height):
+                h_above.append(h)
+                c_above.append(c)
+                h, c = self._step(index, gate_inputs[:, row : row + 1], h, c)
+                outputs.append(h)
+            context += [ops.concatenate(h_above, 1), ops.concatenate(c_above, 1), bias]
+            inputs = self._layer_output(index, inputs, ops.concatenate(outputs, 1))
+        return context
+
+    def horizontal(self, rows, context):
+        """One Row LSTM step per layer on the given rows, from the state of the rows above."""
+        inputs = rows
+        for index in range(self.num_layers):
+            h_above, c_above, bias = context[3 * index : 3 * index + 3]
+            h, _ = self._step(index, self._gate_inputs(index, inputs) + bias, h_above, c_above)
+            inputs = self._layer_output(index, inputs, h)
+        return self.output_logits(self.out_conv(self.head(ops.relu(inputs))))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "num_layers": self.num_layers,
+            "kernel_size": self.kernel_size,
+            "hidden": self.hidden,
+        }

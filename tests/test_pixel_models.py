@@ -1,0 +1,192 @@
+"""PixelCNN and PixelRNN: causality, exact normalization, seeded sampling, completion, export."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import ROOT, run_python
+
+from genkeras import autoregressive
+from genkeras.export import export_model
+from genkeras.models.pixelcnn import PixelCNN
+from genkeras.models.pixelrnn import PixelRNN
+from genkeras.registry import get_spec
+
+TINY = {"filters": 8, "num_layers": 2, "hidden": 8}
+
+
+def build(cls, shape, likelihood="bernoulli", num_classes=0, **kwargs):
+    model = cls(shape, likelihood=likelihood, num_classes=num_classes, **{**TINY, **kwargs})
+    images = np.zeros((2, *shape), np.float32)
+    model((images, np.zeros(2, np.int32)) if num_classes else images)
+    return model
+
+
+CASES = [
+    (PixelCNN, "bernoulli", 0, {"num_layers": 3}),
+    (PixelCNN, "categorical", 3, {}),
+    (PixelRNN, "bernoulli", 0, {}),
+    (PixelRNN, "categorical", 3, {}),
+]
+
+
+@pytest.mark.parametrize("cls,likelihood,num_classes,extra", CASES)
+def test_causality_gradient_is_zero_at_and_after_each_pixel(cls, likelihood, num_classes, extra):
+    height, width = 4, 5
+    model = build(cls, (height, width, 1), likelihood, num_classes, **extra)
+    x = tf.constant(np.random.default_rng(0).random((1, height, width, 1)), tf.float32)
+    labels = tf.constant([2]) if num_classes else None
+    weights = tf.constant(np.random.default_rng(1).normal(size=model.out_channels), tf.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        logits = model.logits(x, labels)
+        per_pixel = tf.reshape(logits, [height * width, -1]) * weights  # every logit of a pixel
+        outputs = [tf.reduce_sum(per_pixel[t]) for t in range(height * width)]
+    for t, output in enumerate(outputs):
+        gradient = tf.reshape(tape.gradient(output, x), [-1]).numpy()
+        assert np.all(gradient[t:] == 0), f"pixel {t} sees pixels {np.nonzero(gradient[t:])[0] + t}"
+        if cls is PixelCNN:  # no blind spot: every earlier pixel matters
+            assert np.all(gradient[:t] != 0), (
+                f"pixel {t} is blind to {np.nonzero(gradient[:t] == 0)[0]}"
+            )
+
+
+@pytest.mark.parametrize("cls,num_classes", [(PixelCNN, 0), (PixelCNN, 2), (PixelRNN, 0)])
+def test_probabilities_of_all_binary_2x3_images_sum_to_one(cls, num_classes):
+    model = build(cls, (2, 3, 1), "bernoulli", num_classes)
+    images = np.array(list(itertools.product([0.0, 1.0], repeat=6)), np.float32).reshape(
+        64, 2, 3, 1
+    )
+    for label in range(max(num_classes, 1)):
+        labels = np.full(64, label, np.int32) if num_classes else None
+        log_p = model.log_prob(images, labels)["log_prob"].numpy().astype(np.float64)
+        assert np.exp(log_p).sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_categorical_log_prob_and_bits_per_dim():
+    model = build(PixelCNN, (3, 3, 1), "categorical")
+    images = np.random.default_rng(0).integers(0, 256, (4, 3, 3, 1)).astype(np.float32) / 255
+    out = model.log_prob(images)
+    logits = model.logits(images).numpy()  # [4, 3, 3, 1, 256]
+    log_softmax = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    index = np.round(images * 255).astype(int)
+    expected = np.take_along_axis(log_softmax, index[..., None], -1).reshape(4, -1).sum(-1)
+    np.testing.assert_allclose(out["log_prob"].numpy(), expected, rtol=1e-4)
+    np.testing.assert_allclose(out["bits_per_dim"].numpy(), -expected / (9 * np.log(2)), rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "cls,likelihood", [(PixelCNN, "bernoulli"), (PixelCNN, "categorical"), (PixelRNN, "bernoulli")]
+)
+def test_sampling_is_deterministic_per_seed_and_fast_equals_naive(cls, likelihood):
+    model = build(cls, (5, 4, 1), likelihood)
+    fast = autoregressive.compiled_sampler(model, fast=True)
+    naive = autoregressive.compiled_sampler(model, fast=False)
+    first, again, other = fast(6, 7, 1.0).numpy(), fast(6, 7, 1.0).numpy(), fast(6, 8, 1.0).numpy()
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    np.testing.assert_array_equal(first, naive(6, 7, 1.0).numpy())
+    levels = first * (1 if likelihood == "bernoulli" else 255)
+    np.testing.assert_allclose(levels, np.round(levels), atol=1e-3)
+    # temperature -> 0 is (nearly) the mode: less diverse than T=1
+    cold = fast(6, 7, 0.01).numpy()
+    assert cold.shape == first.shape
+
+
+def test_completion_keeps_the_given_rows_untouched():
+    model = build(PixelCNN, (6, 5, 1))
+    images = np.random.default_rng(0).random((3, 6, 5, 1)).astype(np.float32)
+    for rows in (0, 2, 6):
+        done = model.complete(images, rows, seed=1).numpy()
+        np.testing.assert_array_equal(done[:, :rows], images[:, :rows])
+        assert set(np.unique(done[:, rows:])) <= {0.0, 1.0}
+    np.testing.assert_array_equal(
+        model.complete(images, 3, seed=4).numpy(),
+        model.complete(images, 3, seed=4, fast=False).numpy(),
+    )
+    # completing from zero rows is sampling with the same seed
+    np.testing.assert_array_equal(
+        model.complete(images, 0, seed=5).numpy(), model.sample(3, 5).numpy()
+    )
+
+
+@pytest.mark.parametrize("cls", [PixelCNN, PixelRNN])
+def test_keras_round_trip(cls, tmp_path):
+    model = build(cls, (4, 4, 1), "categorical", num_classes=2)
+    images = np.random.default_rng(0).random((2, 4, 4, 1)).astype(np.float32)
+    labels = np.array([0, 1], np.int32)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert type(loaded) is cls and loaded.likelihood == "categorical"
+    np.testing.assert_allclose(
+        loaded.log_prob(images, labels)["log_prob"],
+        model.log_prob(images, labels)["log_prob"],
+        rtol=1e-6,
+    )
+
+
+def test_signatures_in_a_fresh_tensorflow_process(tmp_path):
+    model = build(PixelCNN, (4, 5, 1))
+    path = export_model(model, get_spec("pixelcnn"), tmp_path, version=1)
+    card = json.loads((path / "model_card.json").read_text())
+    assert set(card["signatures"]) == {"sample", "log_prob", "complete", "serving_default"}
+
+    images = (np.random.default_rng(0).random((3, 4, 5, 1)) > 0.5).astype(np.float32)
+    np.savez(tmp_path / "images.npz", images=images)
+    # One child process that imports only tensorflow and numpy calls all three signatures.
+    result = run_python(
+        """
+        import sys, numpy as np, tensorflow as tf
+        path, work = sys.argv[1:3]
+        loaded = tf.saved_model.load(path, tags=["serve"])
+        images = tf.constant(np.load(work + "/images.npz")["images"])
+        s = loaded.signatures
+        out = {
+            "log_prob": s["log_prob"](images=images)["log_prob"],
+            "sample": s["sample"](num=tf.constant(4), seed=tf.constant(3),
+                                  temperature=tf.constant(1.0))["images"],
+            "complete": s["complete"](images=images, rows=tf.constant(2),
+                                      seed=tf.constant(9))["images"],
+        }
+        assert "genkeras" not in sys.modules, "the export needed genkeras"
+        np.savez(work + "/outputs.npz", **{k: v.numpy() for k, v in out.items()})
+        """,
+        path,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = dict(np.load(tmp_path / "outputs.npz"))
+    np.testing.assert_allclose(out["log_prob"], model.log_prob(images)["log_prob"], rtol=1e-5)
+    np.testing.assert_array_equal(out["sample"], model.sample(4, 3).numpy())
+    np.testing.assert_array_equal(out["complete"][:, :2], images[:, :2])
+    np.testing.assert_array_equal(out["complete"], model.complete(images, 2, 9).numpy())
+
+
+@pytest.mark.slow
+def test_train_py_end_to_end_on_a_small_subset(tmp_path):
+    command = [sys.executable, "train.py", "--model", "pixelcnn", "--limit", "256"]
+    command += ["--epochs", "2", "--filters", "8", "--num-layers", "2", "--hidden", "8"]
+    command += ["--time-budget", "5", "--quiet", "--output-dir", str(tmp_path / "runs")]
+    command += ["--export-dir", str(tmp_path / "savedmodels")]
+    result = subprocess.run(
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "runs" / "pixelcnn" / "metrics.json").read_text())
+    assert 0 < report["metrics"]["test_nll_nats"] < 28 * 28 * np.log(2) + 50
+    for name in ("samples.png", "completions.png", "pixelcnn.keras"):
+        assert (tmp_path / "runs" / "pixelcnn" / name).exists()
+    assert (tmp_path / "savedmodels" / "pixelcnn" / "1" / "saved_model.pb").exists()
