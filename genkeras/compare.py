@@ -27,10 +27,10 @@ def format_table(rows: list[dict]) -> str:
     header = f"{'model':<14}{'test MSE':>10}{'PSNR dB':>9}{'SE/image':>10}{'train s':>9}"
     lines = [header, "-" * len(header)]
     for row in rows:
-        m = row["metrics"]
+        m, seconds = row["metrics"], row.get("training_seconds")
         lines.append(
             f"{row['model']:<14}{m['test_mse']:>10.5f}{m['test_psnr']:>9.2f}"
-            f"{m['test_squared_error_per_image']:>10.2f}{row['training_seconds']:>9.1f}"
+            f"{m['test_squared_error_per_image']:>10.2f}{'-' if seconds is None else f'{seconds:.1f}':>9}"
         )
     return "\n".join(lines)
 
