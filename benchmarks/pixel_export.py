@@ -36,7 +36,8 @@ def main():
     model = keras.saving.load_model(run / f"{report['model']}.keras")
     spec = get_spec(report["model"])
     examples = data.take_examples(report["dataset"], "test", count=64)
-    for picture in spec.pictures(model, examples, spec.view, run):  # current picture code
+    view = spec.view(report["hyperparameters"]) if callable(spec.view) else spec.view
+    for picture in spec.pictures(model, examples, view, run):  # current picture code
         print(f"picture: {picture}")
     report["extra_metrics"] = {Path(f).stem: json.loads(Path(f).read_text()) for f in args.extra}
     path = export_model(model, spec, args.export_dir, args.version, card=report)

@@ -170,11 +170,17 @@ def compiled_completer(model, fast=True):
 # Evaluation and pictures (the registry's `evaluate` and `pictures` hooks).
 
 
-def log_probs(model, batches) -> np.ndarray:
-    """Exact log p(x) (nats) of every image in `batches` (images, or (images, labels))."""
+def log_probs(model, batches, targets=False) -> np.ndarray:
+    """Exact log p(x) (nats) of every image in `batches`.
+
+    Args:
+        model: a pixel model.
+        batches: model inputs (images, or (images, labels)), or `(inputs, targets)` pairs
+            when `targets` is True.
+    """
     values = []
     for batch in batches:
-        if isinstance(batch, (tuple, list)) and len(batch) == 2 and not model.conditional:
+        if targets:
             batch = batch[0]
         images, labels = model.split_inputs(batch)
         values.append(np.asarray(model.log_prob(images, labels)["log_prob"]))
@@ -187,7 +193,7 @@ def likelihood_metrics(model, batches, view) -> dict:
     For Bernoulli models on dynamically binarized data the test images are one binarization
     drawn with the pipeline's seed.
     """
-    values = log_probs(model, batches)
+    values = log_probs(model, batches, targets=view.targets)
     dims = math.prod(model.image_shape)
     nll = float(-values.mean())
     return {

@@ -35,7 +35,8 @@ class ModelSpec:
         name: registry key (`--model NAME`, `savedmodels/NAME/`).
         description: one line for `genkeras models` and error messages.
         build: `build(image_shape, latent_dim, **options) -> keras.Model`.
-        view: how the model sees the data (noise, binarization, labels, targets).
+        view: how the model sees the data (noise, binarization, labels, targets): a
+            `View`, or `view(options) -> View` when it depends on the model's options.
         loss: loss for `compile`; None when the model's own `train_step` computes it.
         closed_form: fit with `model.fit_closed_form(batches)` instead of `model.fit`.
         signatures: exported signature names (see `genkeras.export.SIGNATURES`).
@@ -52,7 +53,7 @@ class ModelSpec:
     name: str
     description: str
     build: Callable
-    view: View = View()
+    view: View | Callable[[dict], View] = View()
     loss: str | None = "mse"
     closed_form: bool = False
     signatures: tuple[str, ...] = ("encode", "decode", "reconstruct", "denoise")
@@ -61,7 +62,7 @@ class ModelSpec:
     pictures: Callable = pictures.reconstruction_pictures
     options: tuple[Option, ...] = ()
     extra_callbacks: Callable | None = None
-    latent_dim: int = 16
+    latent_dim: int | None = 16  # None: the model has no code vector (pixel models)
     epochs: int = 20
     batch_size: int = 128
     learning_rate: float = 1e-3
@@ -160,21 +161,29 @@ VAE_OPTIONS = (
 )
 VAE_SIGNATURES = ("encode", "decode", "reconstruct", "sample", "log_prob")
 
+def vae_view(labels=False):
+    """Binarized pixels for a Bernoulli decoder, intensities in [0, 1] for a gaussian one."""
+    return lambda options: View(binarize=options["likelihood"] == "bernoulli", labels=labels, targets=False)
+
+
+VAE_COMMON = dict(
+    loss=None,
+    signatures=VAE_SIGNATURES,
+    default_signature="sample",
+    evaluate=vae_tools.vae_metrics,
+    pictures=vae_tools.vae_pictures,
+    options=VAE_OPTIONS,
+    extra_callbacks=kl_warmup_callbacks,
+    epochs=30,
+)
 register(
     ModelSpec(
         name="vae",
         description="Variational autoencoder, MLP encoder/decoder (2-D latent for the manifold).",
         build=DenseVAE,
-        view=View(binarize=True, targets=False),
-        loss=None,
-        signatures=VAE_SIGNATURES,
-        default_signature="sample",
-        evaluate=vae_tools.vae_metrics,
-        pictures=vae_tools.vae_pictures,
-        options=VAE_OPTIONS,
-        extra_callbacks=kl_warmup_callbacks,
+        view=vae_view(),
         latent_dim=2,
-        epochs=30,
+        **VAE_COMMON,
     )
 )
 register(
@@ -182,16 +191,9 @@ register(
         name="conv_vae",
         description="Convolutional variational autoencoder, Bernoulli decoder on binarized pixels.",
         build=ConvVAE,
-        view=View(binarize=True, targets=False),
-        loss=None,
-        signatures=VAE_SIGNATURES,
-        default_signature="sample",
-        evaluate=vae_tools.vae_metrics,
-        pictures=vae_tools.vae_pictures,
-        options=VAE_OPTIONS,
-        extra_callbacks=kl_warmup_callbacks,
+        view=vae_view(),
         latent_dim=32,
-        epochs=30,
+        **VAE_COMMON,
     )
 )
 register(
@@ -199,16 +201,9 @@ register(
         name="cvae",
         description="Conditional VAE p(x | y): encoder and decoder see the class label.",
         build=ConditionalVAE,
-        view=View(binarize=True, labels=True, targets=False),
-        loss=None,
-        signatures=VAE_SIGNATURES,
-        default_signature="sample",
-        evaluate=vae_tools.vae_metrics,
-        pictures=vae_tools.vae_pictures,
-        options=VAE_OPTIONS,
-        extra_callbacks=kl_warmup_callbacks,
+        view=vae_view(labels=True),
         latent_dim=16,
-        epochs=30,
+        **VAE_COMMON,
     )
 )
 
@@ -224,6 +219,16 @@ _PIXEL_OPTIONS = (
 )
 
 
+def _pixel_view(options):
+    """Binarized pixels for a Bernoulli model, intensities for a categorical one. Pixel models
+    compute their own loss; conditional ones get `((images, labels), images)` pairs so that
+    Keras does not take the labels for targets."""
+    conditional = options["num_classes"] > 0
+    return View(
+        binarize=options["likelihood"] == "bernoulli", labels=conditional, targets=conditional
+    )
+
+
 def _pixel_builder(cls):
     """`cls(image_shape, latent_dim, **options)` minus the training-only `time_budget` option."""
 
@@ -236,9 +241,9 @@ def _pixel_builder(cls):
 register(
     ModelSpec(
         name="pixelcnn",
-        description="Gated PixelCNN: masked vertical/horizontal stacks, exact likelihood, sampling.",
+        description="Gated PixelCNN: masked vertical + horizontal stacks, exact likelihood.",
         build=_pixel_builder(PixelCNN),
-        view=View(binarize=True, targets=False),
+        view=_pixel_view,
         extra_callbacks=autoregressive.TimeBudget.callbacks,
         loss=None,
         signatures=("sample", "log_prob", "complete"),
@@ -246,6 +251,7 @@ register(
         evaluate=autoregressive.likelihood_metrics,
         pictures=autoregressive.pixel_pictures,
         options=_PIXEL_OPTIONS,
+        latent_dim=None,
         epochs=6,
         batch_size=64,
         learning_rate=1e-3,
@@ -258,7 +264,7 @@ register(
         name="pixelrnn",
         description="PixelRNN (Row LSTM): rows scanned by an LSTM, exact likelihood, sampling.",
         build=_pixel_builder(PixelRNN),
-        view=View(binarize=True, targets=False),
+        view=_pixel_view,
         extra_callbacks=autoregressive.TimeBudget.callbacks,
         loss=None,
         signatures=("sample", "log_prob", "complete"),
@@ -272,6 +278,7 @@ register(
             Option("hidden", int, 64, "channels of the 1x1 output head"),
             _PIXEL_OPTIONS[-1],
         ),
+        latent_dim=None,
         epochs=6,
         batch_size=64,
         learning_rate=1e-3,

@@ -61,9 +61,6 @@ def resolve(config: TrainConfig):
         if getattr(config, field) is None:
             setattr(config, field, getattr(spec, field))
     config.dataset = info.name
-    view = spec.view
-    if config.noise is not None:
-        view = dataclasses.replace(view, noise=data.Noise.parse(config.noise))
     options = {option.name: option.default for option in spec.options}
     unknown = set(config.options) - set(options)
     if unknown:
@@ -72,6 +69,9 @@ def resolve(config: TrainConfig):
             f"its options are: {', '.join(options) or 'none'}."
         )
     options.update(config.options)
+    view = spec.view(options) if callable(spec.view) else spec.view
+    if config.noise is not None:
+        view = dataclasses.replace(view, noise=data.Noise.parse(config.noise))
     return spec, info, view, options
 
 

@@ -190,3 +190,23 @@ def test_train_py_end_to_end_on_a_small_subset(tmp_path):
     for name in ("samples.png", "completions.png", "pixelcnn.keras"):
         assert (tmp_path / "runs" / "pixelcnn" / name).exists()
     assert (tmp_path / "savedmodels" / "pixelcnn" / "1" / "saved_model.pb").exists()
+
+
+@pytest.mark.slow
+def test_train_py_conditional_categorical_pixelcnn(tmp_path):
+    command = [sys.executable, "train.py", "--model", "pixelcnn", "--limit", "64", "--epochs", "1"]
+    command += ["--likelihood", "categorical", "--num-classes", "10", "--filters", "4"]
+    command += ["--num-layers", "1", "--hidden", "4", "--quiet", "--no-export"]
+    command += ["--output-dir", str(tmp_path / "runs")]
+    result = subprocess.run(
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "runs" / "pixelcnn" / "metrics.json").read_text())
+    assert 6 < report["metrics"]["test_bits_per_dim"] < 9  # ~8 bits/dim: barely trained
+    assert report["hyperparameters"]["num_classes"] == 10
