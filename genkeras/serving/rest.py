@@ -6,7 +6,9 @@ Routes and codes follow tensorflow/serving `model_servers/http_rest_api_handler.
 * `GET /v1/models/NAME[/versions/N | /labels/L]` -> GetModelStatusResponse as JSON
 * `GET /v1/models/NAME[/versions/N | /labels/L]/metadata` -> model_spec + signature_def JSON
 * `POST /v1/models/NAME[/versions/N | /labels/L]:predict` -> predictions / outputs
-* anything else under `/v1/` -> 400 "Malformed request"; outside `/v1/` -> 404.
+* anything else under `/v1/` -> 400 "Malformed request"; outside `/v1/` -> 404, except the
+  latent explorer (not TF Serving's): `GET /` and `/static/FILE` (genkeras/serving/static/)
+  and `GET /explorer/models.json` (the served model names, which TF Serving cannot list).
 
 Errors answer `{"error": "..."}` with TF Serving's HTTP code for the status. A JSON error
 wins over an unknown model (the body is parsed first). Bodies above `max_request_bytes`
@@ -22,6 +24,7 @@ import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from google.protobuf import json_format
 
@@ -40,6 +43,21 @@ STATUS_REGEX = re.compile(
     re.IGNORECASE,
 )
 INT64_MAX = 2**63 - 1
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".png": "image/png",
+}
+
+
+def _static_files() -> dict:
+    """The explorer's files by plain name (no sub-folders, so no path tricks reach the disk)."""
+    if not STATIC_DIR.is_dir():
+        return {}
+    return {p.name: p for p in STATIC_DIR.iterdir() if p.is_file() and p.suffix in STATIC_TYPES}
 
 
 def status_json(response) -> str:
@@ -221,12 +239,35 @@ class _Handler(BaseHTTPRequestHandler):
         if server.prometheus_path and path == server.prometheus_path and method == "GET":
             self._reply(200, server.api.metrics.page(), "text/plain")
             return
+        if method == "GET" and not PATH_REGEX.fullmatch(path) and self._explorer(path):
+            return
         if not PATH_REGEX.fullmatch(path):
             self._reply(404, json.dumps({"error": f"Not found: {method} {path}"}))
             return
         with server.slots:
             status, text = server.api.handle(method, path, body)
         self._reply(status, text)
+
+    def _explorer(self, path: str) -> bool:
+        """The latent explorer: `/` and `/static/FILE` from the package, `/explorer/models.json`."""
+        if path == "/explorer/models.json":
+            names = sorted(self.server.api.manager.model_names())
+            self._reply(200, json.dumps({"models": names}))
+            return True
+        name = "index.html" if path in ("/", "/index.html") else None
+        if path.startswith("/static/"):
+            name = path[len("/static/") :]
+        file = _static_files().get(name) if name else None
+        if file is None:
+            return False
+        data = file.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", STATIC_TYPES[file.suffix])
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        self.wfile.write(data)
+        return True
 
     def do_GET(self):  # noqa: N802
         self._dispatch("GET")

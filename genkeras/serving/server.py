@@ -8,7 +8,8 @@ Flags keep TF Serving's names (`--model_config_file`, `--model_config_file_poll_
 Differences, on purpose: it binds 127.0.0.1 unless `--host` says otherwise; it watches the
 config file every 2 s by default; `--path_map CONTAINER=HOST` maps the container paths of
 models.config (default `/models=<config folder>/../savedmodels`, docker-compose's mount);
-request bodies and gRPC messages are limited to `--max_request_bytes` (64 MiB).
+request bodies and gRPC messages are limited to `--max_request_bytes` (64 MiB). The REST port
+also serves the latent explorer web page at `/` (genkeras/serving/static/, see README).
 """
 
 from __future__ import annotations
