@@ -6,7 +6,8 @@ Importing the package registers every model class with Keras serialization, so
 
 import os
 
-# TensorFlow's C++ start-up notices (oneDNN, CUDA probing) drown the progress bar; errors still show.
+# TensorFlow's C++ start-up notices (oneDNN, CUDA probing) drown the progress bar;
+# errors still show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"

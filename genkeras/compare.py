@@ -30,13 +30,23 @@ def format_table(rows: list[dict]) -> str:
         m, seconds = row["metrics"], row.get("training_seconds")
         lines.append(
             f"{row['model']:<14}{m['test_mse']:>10.5f}{m['test_psnr']:>9.2f}"
-            f"{m['test_squared_error_per_image']:>10.2f}{'-' if seconds is None else f'{seconds:.1f}':>9}"
+            f"{m['test_squared_error_per_image']:>10.2f}"
+            f"{'-' if seconds is None else f'{seconds:.1f}':>9}"
         )
     return "\n".join(lines)
 
 
-def compare(names, latent_dim, *, epochs=None, dataset="mnist", limit=None, output_dir="runs/compare",
-            reuse=False, verbose="auto") -> tuple[list[dict], Path]:
+def compare(
+    names,
+    latent_dim,
+    *,
+    epochs=None,
+    dataset="mnist",
+    limit=None,
+    output_dir="runs/compare",
+    reuse=False,
+    verbose="auto",
+) -> tuple[list[dict], Path]:
     """Trains (or, with `reuse`, reloads) each model and compares them on the test set.
 
     Args:
@@ -59,23 +69,41 @@ def compare(names, latent_dim, *, epochs=None, dataset="mnist", limit=None, outp
             models[name] = keras.saving.load_model(run_dir / f"{name}.keras")
             continue
         result = train(
-            TrainConfig(model=name, dataset=dataset, latent_dim=latent_dim, epochs=epochs, limit=limit,
-                        output_dir=str(folder), export_dir=None, verbose=verbose)
+            TrainConfig(
+                model=name,
+                dataset=dataset,
+                latent_dim=latent_dim,
+                epochs=epochs,
+                limit=limit,
+                output_dir=str(folder),
+                export_dir=None,
+                verbose=verbose,
+            )
         )
         reports.append(json.loads((result.run_dir / "metrics.json").read_text()))
         models[name] = result.model
     originals = data.take_examples(dataset, "test", count=12)["image"]
-    panels = [("Original", originals)] + [(name, np.asarray(model.reconstruct(originals))) for name, model in models.items()]
-    path = pictures.save_panels(panels, folder / "reconstructions.png", columns=2,
-                                title=f"Test-set reconstructions, latent dimension {latent_dim}")
+    panels = [("Original", originals)] + [
+        (name, np.asarray(model.reconstruct(originals))) for name, model in models.items()
+    ]
+    path = pictures.save_panels(
+        panels,
+        folder / "reconstructions.png",
+        columns=2,
+        title=f"Test-set reconstructions, latent dimension {latent_dim}",
+    )
     return reports, path
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="genkeras compare", description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="pca,dense_ae,conv_ae", help="comma-separated registry names")
+    parser.add_argument(
+        "--models", default="pca,dense_ae,conv_ae", help="comma-separated registry names"
+    )
     parser.add_argument("--latent-dim", type=int, default=16)
-    parser.add_argument("--epochs", type=int, help="epochs for each trained model (default: its own)")
+    parser.add_argument(
+        "--epochs", type=int, help="epochs for each trained model (default: its own)"
+    )
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--limit", type=int, help="use only the first N examples of each split")
     parser.add_argument("--output-dir", default="runs/compare")
@@ -89,8 +117,16 @@ def main(argv=None) -> int:
         data.dataset_info(args.dataset)
     except (UnknownModelError, data.DataError) as error:
         parser.error(str(error))
-    reports, path = compare(names, args.latent_dim, epochs=args.epochs, dataset=args.dataset, limit=args.limit,
-                            output_dir=args.output_dir, reuse=args.reuse, verbose=0 if args.quiet else "auto")
+    reports, path = compare(
+        names,
+        args.latent_dim,
+        epochs=args.epochs,
+        dataset=args.dataset,
+        limit=args.limit,
+        output_dir=args.output_dir,
+        reuse=args.reuse,
+        verbose=0 if args.quiet else "auto",
+    )
     print(f"\nTest set of {args.dataset}, latent dimension {args.latent_dim}:\n")
     print(format_table(reports))
     print(f"\npicture: {path}")

@@ -47,7 +47,9 @@ class DatasetInfo:
 # Validation comes out of the training split where TFDS has none, so the test set stays untouched.
 DATASETS: dict[str, DatasetInfo] = {
     "mnist": DatasetInfo(
-        "mnist", (28, 28, 1), {"train": "train[:55000]", "validation": "train[55000:]", "test": "test"}
+        "mnist",
+        (28, 28, 1),
+        {"train": "train[:55000]", "validation": "train[55000:]", "test": "test"},
     ),
     "fashion_mnist": DatasetInfo(
         "fashion_mnist",
@@ -55,7 +57,9 @@ DATASETS: dict[str, DatasetInfo] = {
         {"train": "train[:55000]", "validation": "train[55000:]", "test": "test"},
     ),
     "cifar10": DatasetInfo(
-        "cifar10", (32, 32, 3), {"train": "train[:45000]", "validation": "train[45000:]", "test": "test"}
+        "cifar10",
+        (32, 32, 3),
+        {"train": "train[:45000]", "validation": "train[45000:]", "test": "test"},
     ),
     "celeb_a": DatasetInfo(
         "celeb_a",
@@ -85,7 +89,7 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def manual_dir_for(name: str, manual_dir: str | os.PathLike | None = None) -> Path | None:
-    """The folder holding `name`'s manual archives: `manual_dir/name`, else $GENKERAS_MANUAL_DIR/name."""
+    """The folder of `name`'s manual archives: `manual_dir/name`, else $GENKERAS_MANUAL_DIR/name."""
     root = manual_dir or os.environ.get(MANUAL_DIR_ENV)
     return Path(root).expanduser() / name if root else None
 

@@ -325,7 +325,9 @@ def export_model(
     archive = keras.export.ExportArchive()
     warmup_specs = {}
     for name in (*spec.signatures, "serving_default"):
-        fn, input_specs = SIGNATURES[spec.default_signature if name == "serving_default" else name](model)
+        fn, input_specs = SIGNATURES[spec.default_signature if name == "serving_default" else name](
+            model
+        )
         warmup_specs[name] = input_specs
         # Traced here with autograph, so models may loop over tensors (pixel-by-pixel sampling).
         function = tf.function(fn, input_signature=input_specs, jit_compile=False)
@@ -344,10 +346,14 @@ def export_model(
             "package_version": genkeras.__version__,
             "keras_version": keras.__version__,
             "tensorflow_version": tf.__version__,
-            "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"
+            ),
             **(card or {}),
         }
-        (temporary / "model_card.json").write_text(json.dumps(full_card, indent=2, default=str) + "\n")
+        (temporary / "model_card.json").write_text(
+            json.dumps(full_card, indent=2, default=str) + "\n"
+        )
         write_warmup_requests(temporary, spec.name, warmup_specs)
         write_batching_params(temporary, warmup_specs)
         temporary.chmod(0o755)  # mkdtemp makes it 0700; servers often run as another user
@@ -368,7 +374,9 @@ def main(argv=None) -> int:
 
     from genkeras.registry import UnknownModelError, get_spec
 
-    parser = argparse.ArgumentParser(prog="genkeras export", description=main.__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="genkeras export", description=main.__doc__.splitlines()[0]
+    )
     parser.add_argument("--model", required=True, help="registry name")
     parser.add_argument("--keras", help="the .keras file (default: runs/NAME/NAME.keras)")
     parser.add_argument("--export-dir", default="savedmodels")
@@ -380,11 +388,16 @@ def main(argv=None) -> int:
         parser.error(str(error))
     source = Path(args.keras or f"runs/{spec.name}/{spec.name}.keras")
     if not source.exists():
-        parser.error(f"{source} does not exist; train first (python train.py --model {spec.name}) or pass --keras.")
+        parser.error(
+            f"{source} does not exist; train first (python train.py --model {spec.name}) "
+            "or pass --keras."
+        )
     metrics = source.parent / "metrics.json"
     card = json.loads(metrics.read_text()) if metrics.exists() else {}
     try:
-        path = export_model(keras.saving.load_model(source), spec, args.export_dir, args.version, card)
+        path = export_model(
+            keras.saving.load_model(source), spec, args.export_dir, args.version, card
+        )
     except FileExistsError as error:
         parser.error(str(error))
     print(f"SavedModel: {path}")

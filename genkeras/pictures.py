@@ -19,8 +19,10 @@ def tile(images, columns: int) -> np.ndarray:
     grid = np.ones((rows * (height + 1) - 1, columns * (width + 1) - 1, channels), np.float32)
     for index, image in enumerate(images):
         row, column = divmod(index, columns)
-        grid[row * (height + 1) : row * (height + 1) + height,
-             column * (width + 1) : column * (width + 1) + width] = image
+        grid[
+            row * (height + 1) : row * (height + 1) + height,
+            column * (width + 1) : column * (width + 1) + width,
+        ] = image
     return grid
 
 
@@ -38,8 +40,10 @@ def save_panels(panels, path, columns: int = 4, title: str | None = None) -> Pat
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels) * columns / 4, 3.6), squeeze=False)
-    for axis, (name, images) in zip(axes[0], panels):
+    figure, axes = plt.subplots(
+        1, len(panels), figsize=(2.6 * len(panels) * columns / 4, 3.6), squeeze=False
+    )
+    for axis, (name, images) in zip(axes[0], panels, strict=True):
         grid = tile(images, columns)
         axis.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1)
         axis.set_title(name)
@@ -68,6 +72,17 @@ def reconstruction_pictures(model, examples, view, out_dir, seed: int = 0) -> li
     if view.noise is None:
         panels = [("Original", originals), ("Reconstruction", model.reconstruct(originals))]
     else:
-        noisy = view.noise.apply(tf.constant(originals), tf.random.Generator.from_seed(seed)).numpy()
-        panels = [("Original", originals), (f"Noisy ({view.noise})", noisy), ("Denoised", model.denoise(noisy))]
-    return [save_panels([(name, np.asarray(images)) for name, images in panels], Path(out_dir) / "reconstructions.png")]
+        noisy = view.noise.apply(
+            tf.constant(originals), tf.random.Generator.from_seed(seed)
+        ).numpy()
+        panels = [
+            ("Original", originals),
+            (f"Noisy ({view.noise})", noisy),
+            ("Denoised", model.denoise(noisy)),
+        ]
+    return [
+        save_panels(
+            [(name, np.asarray(images)) for name, images in panels],
+            Path(out_dir) / "reconstructions.png",
+        )
+    ]

@@ -161,9 +161,12 @@ VAE_OPTIONS = (
 )
 VAE_SIGNATURES = ("encode", "decode", "reconstruct", "sample", "log_prob")
 
+
 def vae_view(labels=False):
     """Binarized pixels for a Bernoulli decoder, intensities in [0, 1] for a gaussian one."""
-    return lambda options: View(binarize=options["likelihood"] == "bernoulli", labels=labels, targets=False)
+    return lambda options: View(
+        binarize=options["likelihood"] == "bernoulli", labels=labels, targets=False
+    )
 
 
 VAE_COMMON = dict(
@@ -238,39 +241,33 @@ def _pixel_builder(cls):
     return build
 
 
+PIXEL_COMMON = dict(
+    view=_pixel_view,
+    extra_callbacks=autoregressive.TimeBudget.callbacks,
+    loss=None,
+    signatures=("sample", "log_prob", "complete"),
+    default_signature="log_prob",
+    evaluate=autoregressive.likelihood_metrics,
+    pictures=autoregressive.pixel_pictures,
+    latent_dim=None,
+    epochs=6,
+    batch_size=64,
+    learning_rate=1e-3,
+)
 register(
     ModelSpec(
         name="pixelcnn",
         description="Gated PixelCNN: masked vertical + horizontal stacks, exact likelihood.",
         build=_pixel_builder(PixelCNN),
-        view=_pixel_view,
-        extra_callbacks=autoregressive.TimeBudget.callbacks,
-        loss=None,
-        signatures=("sample", "log_prob", "complete"),
-        default_signature="log_prob",
-        evaluate=autoregressive.likelihood_metrics,
-        pictures=autoregressive.pixel_pictures,
         options=_PIXEL_OPTIONS,
-        latent_dim=None,
-        epochs=6,
-        batch_size=64,
-        learning_rate=1e-3,
+        **PIXEL_COMMON,
     )
 )
-
-
 register(
     ModelSpec(
         name="pixelrnn",
         description="PixelRNN (Row LSTM): rows scanned by an LSTM, exact likelihood, sampling.",
         build=_pixel_builder(PixelRNN),
-        view=_pixel_view,
-        extra_callbacks=autoregressive.TimeBudget.callbacks,
-        loss=None,
-        signatures=("sample", "log_prob", "complete"),
-        default_signature="log_prob",
-        evaluate=autoregressive.likelihood_metrics,
-        pictures=autoregressive.pixel_pictures,
         options=(
             *_PIXEL_OPTIONS[:2],
             Option("filters", int, 32, "hidden units per Row LSTM layer"),
@@ -278,9 +275,6 @@ register(
             Option("hidden", int, 64, "channels of the 1x1 output head"),
             _PIXEL_OPTIONS[-1],
         ),
-        latent_dim=None,
-        epochs=6,
-        batch_size=64,
-        learning_rate=1e-3,
+        **PIXEL_COMMON,
     )
 )

@@ -77,14 +77,20 @@ def resolve(config: TrainConfig):
 
 def batches(config, view, split, *, shuffle):
     ds = data.load_split(
-        config.dataset, split, manual_dir=config.manual_dir, data_dir=config.data_dir, limit=config.limit
+        config.dataset,
+        split,
+        manual_dir=config.manual_dir,
+        data_dir=config.data_dir,
+        limit=config.limit,
     )
     return data.pipeline(ds, view, batch_size=config.batch_size, shuffle=shuffle, seed=config.seed)
 
 
 def example_inputs(config, view):
     """Two training inputs, shaped as the model receives them (images, or images and labels)."""
-    ds = data.load_split(config.dataset, "train", manual_dir=config.manual_dir, data_dir=config.data_dir, limit=2)
+    ds = data.load_split(
+        config.dataset, "train", manual_dir=config.manual_dir, data_dir=config.data_dir, limit=2
+    )
     first = next(iter(data.pipeline(ds, view, batch_size=2, shuffle=False, cache=False)))
     return first[0] if view.targets else first
 
@@ -152,7 +158,10 @@ def train(config: TrainConfig) -> TrainResult:
             validation_data=batches(config, view, "validation", shuffle=False),
             epochs=config.epochs,
             callbacks=callbacks(
-                config, run_dir, resuming, spec.extra_callbacks(options) if spec.extra_callbacks else ()
+                config,
+                run_dir,
+                resuming,
+                spec.extra_callbacks(options) if spec.extra_callbacks else (),
             ),
             verbose=config.verbose,
         )
@@ -206,13 +215,19 @@ def build_parser(spec=None, add_help=True) -> argparse.ArgumentParser:
         description="Train a genkeras model, write its pictures and metrics, export a SavedModel.",
         add_help=add_help,
     )
-    parser.add_argument("--model", required=add_help, help=f"one of: {', '.join(available_models())}")
-    parser.add_argument("--dataset", help=f"one of: {', '.join(data.DATASETS)} (default: the model's)")
+    parser.add_argument(
+        "--model", required=add_help, help=f"one of: {', '.join(available_models())}"
+    )
+    parser.add_argument(
+        "--dataset", help=f"one of: {', '.join(data.DATASETS)} (default: the model's)"
+    )
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--latent-dim", type=int)
     parser.add_argument("--learning-rate", type=float)
-    parser.add_argument("--noise", help="corrupt inputs: gaussian:SIGMA, salt_pepper:P, mask:P or none")
+    parser.add_argument(
+        "--noise", help="corrupt inputs: gaussian:SIGMA, salt_pepper:P, mask:P or none"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", default="runs", help="runs/NAME/ gets logs, .keras, PNGs")
     parser.add_argument("--export-dir", default="savedmodels", help="SavedModel base folder")
@@ -227,7 +242,12 @@ def build_parser(spec=None, add_help=True) -> argparse.ArgumentParser:
     parser.add_argument("--patience", type=int, default=5, help="early-stopping patience, epochs")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     for option in spec.options if spec else ():
-        parser.add_argument(f"--{option.name.replace('_', '-')}", type=option.type, default=option.default, help=option.help)
+        parser.add_argument(
+            f"--{option.name.replace('_', '-')}",
+            type=option.type,
+            default=option.default,
+            help=option.help,
+        )
     return parser
 
 
@@ -281,4 +301,3 @@ def main(argv=None) -> int:
     if result.export_path:
         print(f"SavedModel: {result.export_path}")
     return 0
-

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +30,9 @@ def tfds_data_dir(tmp_path_factory):
     return Path(os.environ["GENKERAS_DATA_DIR"])
 
 
-def run_python(code: str, *args, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_python(
+    code: str, *args, timeout: int = 300, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Runs `code` in a fresh Python process; returns the completed process (text output)."""
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
@@ -60,7 +65,8 @@ def call_signatures_in_fresh_tensorflow(export_path, calls: dict) -> dict:
         path, work = sys.argv[1:3]
         loaded = tf.saved_model.load(path, tags=["serve"])
         results = {}
-        for key, (signature, inputs) in pickle.loads(open(work + "/calls.pkl", "rb").read()).items():
+        calls = pickle.loads(open(work + "/calls.pkl", "rb").read())
+        for key, (signature, inputs) in calls.items():
             outputs = loaded.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
             results[key] = {k: v.numpy() for k, v in outputs.items()}
         assert "genkeras" not in sys.modules, "the export needed genkeras"
@@ -76,6 +82,50 @@ def call_signatures_in_fresh_tensorflow(export_path, calls: dict) -> dict:
 def call_savedmodel_in_fresh_tensorflow(export_path, signature: str, inputs: dict) -> dict:
     """One signature's outputs from a fresh TensorFlow-only process (see the function above)."""
     return call_signatures_in_fresh_tensorflow(export_path, {signature: inputs})[signature]
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def genkeras_server(args, work: Path, ready, timeout: float = 180):
+    """Runs `genkeras serve ARGS` until `ready()` is true, yields the process, then stops it.
+
+    The server's output goes to `work/server.log`, quoted when it dies or never gets ready.
+    `ready` may raise OSError (or any error) while the server is still starting.
+    """
+    log_path = work / "server.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "genkeras.cli", "serve", *map(str, args)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
+        try:
+            deadline = time.time() + timeout
+            while True:
+                assert process.poll() is None, log_path.read_text()[-3000:]
+                try:
+                    if ready():
+                        break
+                except Exception:  # noqa: BLE001 - not listening yet
+                    pass
+                if time.time() > deadline:
+                    pytest.fail("server did not start:\n" + log_path.read_text()[-3000:])
+                time.sleep(0.5)
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def read_json(path) -> dict:

@@ -20,12 +20,16 @@ def test_mnist_splits_shapes_and_range():
 
 def test_validation_is_disjoint_from_train():
     train_tail = np.stack([e["image"] for e in data.load_split("mnist", "train").skip(54990)])
-    validation_head = np.stack([e["image"] for e in data.load_split("mnist", "validation", limit=10)])
+    validation_head = np.stack(
+        [e["image"] for e in data.load_split("mnist", "validation", limit=10)]
+    )
     assert not any(np.array_equal(a, b) for a in train_tail for b in validation_head)
 
 
 def test_pipeline_yields_input_target_pairs():
-    ds = data.pipeline(data.load_split("mnist", "test", limit=100), data.View(), batch_size=32, shuffle=False)
+    ds = data.pipeline(
+        data.load_split("mnist", "test", limit=100), data.View(), batch_size=32, shuffle=False
+    )
     inputs, targets = next(iter(ds))
     assert inputs.shape == targets.shape == (32, 28, 28, 1)
     np.testing.assert_array_equal(inputs, targets)
@@ -36,7 +40,13 @@ def test_noise_is_fresh_every_epoch_and_reproducible():
     view = data.View(noise=data.Noise.parse("gaussian:0.5"))
 
     def two_epochs(seed):
-        ds = data.pipeline(data.load_split("mnist", "test", limit=64), view, batch_size=64, shuffle=False, seed=seed)
+        ds = data.pipeline(
+            data.load_split("mnist", "test", limit=64),
+            view,
+            batch_size=64,
+            shuffle=False,
+            seed=seed,
+        )
         return [next(iter(ds)) for _ in range(2)]
 
     (noisy1, clean1), (noisy2, clean2) = two_epochs(seed=1)
@@ -51,14 +61,20 @@ def test_noise_is_fresh_every_epoch_and_reproducible():
 def test_fraction_noises_touch_about_that_fraction(text):
     noise = data.Noise.parse(text)
     images = tf.fill([16, 28, 28, 1], 0.5)
-    changed = float(tf.reduce_mean(tf.cast(noise.apply(images, tf.random.Generator.from_seed(0)) != 0.5, tf.float32)))
+    changed = float(
+        tf.reduce_mean(
+            tf.cast(noise.apply(images, tf.random.Generator.from_seed(0)) != 0.5, tf.float32)
+        )
+    )
     assert changed == pytest.approx(0.3, abs=0.02)
 
 
 def test_binarization_is_bernoulli_of_the_intensity():
     view = data.View(binarize=True, targets=False)
     clean = np.stack([e["image"] for e in data.load_split("mnist", "test", limit=512)])
-    ds = data.pipeline(data.load_split("mnist", "test", limit=512), view, batch_size=512, shuffle=False)
+    ds = data.pipeline(
+        data.load_split("mnist", "test", limit=512), view, batch_size=512, shuffle=False
+    )
     first, second = next(iter(ds)).numpy(), next(iter(ds)).numpy()
     assert set(np.unique(first)) <= {0.0, 1.0}
     assert first.mean() == pytest.approx(clean.mean(), abs=0.005)
@@ -66,8 +82,12 @@ def test_binarization_is_bernoulli_of_the_intensity():
 
 
 def test_labels_view_feeds_images_and_labels():
-    ds = data.pipeline(data.load_split("mnist", "test", limit=8), data.View(labels=True, targets=False),
-                       batch_size=8, shuffle=False)
+    ds = data.pipeline(
+        data.load_split("mnist", "test", limit=8),
+        data.View(labels=True, targets=False),
+        batch_size=8,
+        shuffle=False,
+    )
     images, labels = next(iter(ds))
     assert images.shape == (8, 28, 28, 1) and labels.dtype == tf.int32
     expected = [int(e["label"]) for e in data.load_split("mnist", "test", limit=8)]
@@ -81,7 +101,9 @@ def test_bad_noise_names_the_format(text):
 
 
 def test_unknown_dataset_lists_valid_names():
-    with pytest.raises(data.DataError, match="Valid data sets: celeb_a, cifar10, fashion_mnist, mnist"):
+    with pytest.raises(
+        data.DataError, match="Valid data sets: celeb_a, cifar10, fashion_mnist, mnist"
+    ):
         data.load_split("imagenet", "train")
 
 
@@ -98,7 +120,9 @@ def test_missing_archives_name_the_folder_and_files(tmp_path):
 def test_cifar10_loads_through_tfds(monkeypatch):
     monkeypatch.delenv(data.MANUAL_DIR_ENV, raising=False)
     with tfds.testing.mock_data(num_examples=6):
-        ds = data.pipeline(data.load_split("cifar10", "train"), data.View(), batch_size=6, shuffle=False)
+        ds = data.pipeline(
+            data.load_split("cifar10", "train"), data.View(), batch_size=6, shuffle=False
+        )
         inputs, _ = next(iter(ds))
     assert inputs.shape == (6, 32, 32, 3)
     assert 0.0 <= float(tf.reduce_min(inputs)) and float(tf.reduce_max(inputs)) <= 1.0

@@ -11,15 +11,11 @@ import http.client
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, free_port, genkeras_server
 
-ROOT = Path(__file__).resolve().parents[1]
 SAVEDMODELS = ROOT / "savedmodels"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 MODELS = ("conv_vae", "cvae", "denoising_ae")
@@ -42,12 +38,6 @@ pytestmark = [
         not all((SAVEDMODELS / m / "1").exists() for m in MODELS), reason="no shipped SavedModels"
     ),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(port, path):
@@ -74,33 +64,10 @@ def server(tmp_path_factory):
         + "}\n"
     )
     port = free_port()
-    log = open(work / "server.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "genkeras.cli", "serve", "--model_config_file", str(config)]
-        + ["--port", "0", "--rest_api_port", str(port), "--no_warmup"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        assert process.poll() is None, (work / "server.log").read_text()[-3000:]
-        try:
-            if all(get(port, f"/v1/models/{m}")[0] == 200 for m in MODELS + EXTRA):
-                break
-        except OSError:
-            pass
-        time.sleep(0.5)
-    else:
-        pytest.fail("server did not start:\n" + (work / "server.log").read_text()[-3000:])
-    yield port
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    args = ["--model_config_file", config, "--port", 0, "--rest_api_port", port, "--no_warmup"]
+    ready = lambda: all(get(port, f"/v1/models/{m}")[0] == 200 for m in MODELS + EXTRA)  # noqa: E731
+    with genkeras_server(args, work, ready):
+        yield port
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""SavedModel export: the signature contract, atomic versions, model cards, TF-Serving-safe graphs."""
+"""SavedModel export: the signature contract, atomic versions, cards, TF-Serving-safe graphs."""
 
 import json
 
@@ -30,11 +30,15 @@ def exported(request, tmp_path_factory, images):
     spec = get_spec(request.param)
     model = spec.build((28, 28, 1), 4)
     if spec.closed_form:
-        model.fit_closed_form([np.stack([e["image"] for e in data.load_split("mnist", "train", limit=300)])],
-                              progress=False)
+        model.fit_closed_form(
+            [np.stack([e["image"] for e in data.load_split("mnist", "train", limit=300)])],
+            progress=False,
+        )
     else:
         model(images)  # random weights are enough to compare the graph with the Keras model
-    path = export_model(model, spec, tmp_path_factory.mktemp("savedmodels"), card={"dataset": "mnist"})
+    path = export_model(
+        model, spec, tmp_path_factory.mktemp("savedmodels"), card={"dataset": "mnist"}
+    )
     return spec, model, path
 
 
@@ -59,10 +63,14 @@ def test_every_signature_answers_like_keras_in_a_fresh_process(exported, images)
         "denoise": ({"images": images}, {"images": np.asarray(model.denoise(images))}),
     }
     expected["serving_default"] = expected[spec.default_signature]
-    answers = call_signatures_in_fresh_tensorflow(path, {name: inputs for name, (inputs, _) in expected.items()})
+    answers = call_signatures_in_fresh_tensorflow(
+        path, {name: inputs for name, (inputs, _) in expected.items()}
+    )
     for name, (_, outputs) in expected.items():
         for key, value in outputs.items():
-            np.testing.assert_allclose(answers[name][key], value, atol=1e-5, err_msg=f"{spec.name}/{name}/{key}")
+            np.testing.assert_allclose(
+                answers[name][key], value, atol=1e-5, err_msg=f"{spec.name}/{name}/{key}"
+            )
 
 
 def test_graph_is_servable_as_is(exported):
@@ -74,7 +82,9 @@ def test_graph_is_servable_as_is(exported):
     proto.ParseFromString((path / "saved_model.pb").read_bytes())
     graph = proto.meta_graphs[0].graph_def
     assert list(proto.meta_graphs[0].meta_info_def.tags) == ["serve"]
-    ops = {node.op for node in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
+    ops = {node.op for node in graph.node} | {
+        n.op for f in graph.library.function for n in f.node_def
+    }
     assert not ops & {"PyFunc", "EagerPyFunc", "PyFuncStateless", "XlaLaunch"}
     for function in graph.library.function:
         assert not function.attr["_XlaMustCompile"].b, function.signature.name
@@ -113,5 +123,9 @@ def test_no_weight_is_stored_twice(exported):
     """Only what the signatures use is saved (PCA's explained variance is not), and once."""
     _, model, path = exported
     reader = tf.train.load_checkpoint(str(path / "variables" / "variables"))
-    stored = sum(np.prod(shape) for key, shape in reader.get_variable_to_shape_map().items() if "OBJECT_GRAPH" not in key)
+    stored = sum(
+        np.prod(shape)
+        for key, shape in reader.get_variable_to_shape_map().items()
+        if "OBJECT_GRAPH" not in key
+    )
     assert 0 < stored <= sum(np.prod(w.shape) for w in model.weights)

@@ -19,7 +19,9 @@ FOUNDATION = ["dense_ae", "conv_ae", "denoising_ae"]
 
 def test_registry_lists_the_foundation_and_rejects_unknown_names():
     assert {"pca", *FOUNDATION} <= set(available_models())
-    with pytest.raises(UnknownModelError, match="Valid models: pca, dense_ae, conv_ae, denoising_ae"):
+    with pytest.raises(
+        UnknownModelError, match="Valid models: pca, dense_ae, conv_ae, denoising_ae"
+    ):
         get_spec("resnet")
 
 
@@ -55,7 +57,9 @@ def test_pca_agrees_with_numpy_svd(mnist_images):
     k = 16
     pca = PCA((28, 28, 1), k)
     # Streamed in uneven batches: the closed form must not depend on how the data is cut.
-    summary = pca.fit_closed_form([mnist_images[:700], mnist_images[700:1500], mnist_images[1500:]], progress=False)
+    summary = pca.fit_closed_form(
+        [mnist_images[:700], mnist_images[700:1500], mnist_images[1500:]], progress=False
+    )
     assert summary["examples"] == 2000
 
     x = mnist_images.reshape(len(mnist_images), -1).astype(np.float64)
@@ -66,7 +70,9 @@ def test_pca_agrees_with_numpy_svd(mnist_images):
     # Same subspace (signs and order of equal eigenvalues aside): equal projectors V V^T.
     components = np.asarray(pca.components, np.float64)
     np.testing.assert_allclose(components @ components.T, v @ v.T, atol=2e-4)
-    np.testing.assert_allclose(np.asarray(pca.explained_variance), singular_values[:k] ** 2 / len(x), rtol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(pca.explained_variance), singular_values[:k] ** 2 / len(x), rtol=1e-4
+    )
 
     reconstruction = np.asarray(pca.reconstruct(mnist_images[:50])).reshape(50, -1)
     expected = (x[:50] - mean) @ v @ v.T + mean

@@ -10,9 +10,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,15 +17,10 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from conftest import free_port, genkeras_server
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 CONFIG = """
@@ -77,60 +69,26 @@ def server(models, tmp_path_factory):
         template = CONFIG.replace("  {extra}", VAE_CONFIG.format(path=SHIPPED_VAE) + "  {extra}")
     config.write_text(template.format(base=models, extra=""))
     grpc_port, rest_port = free_port(), free_port()
-    log = open(work / "server.log", "w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "genkeras.cli",
-            "serve",
-            "--model_config_file",
-            str(config),
-            "--port",
-            str(grpc_port),
-            "--rest_api_port",
-            str(rest_port),
-            "--model_config_file_poll_wait_seconds",
-            "0.5",
-            "--file_system_poll_wait_seconds",
-            "0.3",
-            "--max_request_bytes",
-            "4000000",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
+    args = [
+        "--model_config_file", config, "--port", grpc_port, "--rest_api_port", rest_port,
+        "--model_config_file_poll_wait_seconds", 0.5, "--file_system_poll_wait_seconds", 0.3,
+        "--max_request_bytes", 4000000,
+    ]  # fmt: skip
     info = {
         "grpc": grpc_port,
         "rest": rest_port,
         "config": config,
         "models": models,
-        "process": process,
         "template": template,
         "log": work / "server.log",
     }
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        assert process.poll() is None, (work / "server.log").read_text()[-3000:]
-        try:
-            if all(
-                rest(info, "GET", f"/v1/models/{name}")[0] == 200 for name in ("pca", "conv_ae")
-            ):
-                break  # the server starts listening only once its first load pass is done
-        except OSError:
-            pass
-        time.sleep(0.5)
-    else:
-        pytest.fail("server did not start:\n" + (work / "server.log").read_text()[-3000:])
-    yield info
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+
+    def ready():  # the server starts listening only once its first load pass is done
+        return all(rest(info, "GET", f"/v1/models/{name}")[0] == 200 for name in ("pca", "conv_ae"))
+
+    with genkeras_server(args, work, ready) as process:
+        info["process"] = process
+        yield info
 
 
 def rest(info, method, path, body=None, raw=False):
@@ -682,37 +640,13 @@ def test_server_side_batching_merges_concurrent_requests(models, tmp_path):
     from genkeras.serving import Client
 
     port = free_port()
-    log = open(tmp_path / "server.log", "w")
-    command = [
-        sys.executable,
-        "-m",
-        "genkeras.cli",
-        "serve",
-        "--model_name",
-        "pca",
-        "--model_base_path",
-        str(models / "pca"),
-        "--port",
-        str(port),
-        "--rest_api_port",
-        "0",
-        "--enable_batching",
-        "--batching_parameters_file",
-        str(ROOT / "serving" / "batching.config"),
-    ]  # noqa: E501
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})  # fmt: skip
-    try:
-        client = Client("127.0.0.1", port, timeout=5)
-        deadline = time.time() + 120
-        while True:
-            assert process.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
-            try:
-                client.status("pca")
-                break
-            except Exception:  # noqa: BLE001 - not up yet
-                assert time.time() < deadline
-                time.sleep(0.5)
+    args = [
+        "--model_name", "pca", "--model_base_path", models / "pca", "--port", port,
+        "--rest_api_port", 0, "--enable_batching",
+        "--batching_parameters_file", ROOT / "serving" / "batching.config",
+    ]  # fmt: skip
+    client = Client("127.0.0.1", port, timeout=5)
+    with genkeras_server(args, tmp_path, lambda: client.status("pca")):
         x = images(16, seed=5)
         expected = direct(models / "pca" / "1", "reconstruct", images=x)["images"]
         results, errors = {}, []
@@ -733,7 +667,3 @@ def test_server_side_batching_merges_concurrent_requests(models, tmp_path):
         got = np.concatenate([results[i] for i in range(16)])
         np.testing.assert_allclose(got, expected, atol=1e-5)
         client.close()
-    finally:
-        process.terminate()
-        process.wait(20)
-        log.close()

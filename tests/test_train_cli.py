@@ -1,7 +1,6 @@
 """train.py and `genkeras compare` end to end, in real subprocesses on real MNIST subsets."""
 
 import csv
-import json
 import os
 import signal
 import subprocess
@@ -26,14 +25,32 @@ def epochs_logged(path):
 
 def test_train_py_end_to_end_on_a_subset(tmp_path):
     runs, exports = tmp_path / "runs", tmp_path / "savedmodels"
-    result = run([*TRAIN, "--model", "denoising_ae", "--limit", "256", "--epochs", "1", "--latent-dim", "8",
-                  "--output-dir", runs, "--export-dir", exports, "--quiet"])
+    result = run(
+        [
+            *TRAIN,
+            "--model",
+            "denoising_ae",
+            "--limit",
+            "256",
+            "--epochs",
+            "1",
+            "--latent-dim",
+            "8",
+            "--output-dir",
+            runs,
+            "--export-dir",
+            exports,
+            "--quiet",
+        ]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
     run_dir = runs / "denoising_ae"
     report = read_json(run_dir / "metrics.json")
     metrics = report["metrics"]
-    assert {"test_mse", "test_psnr", "noisy_input_psnr", "test_squared_error_per_image"} <= set(metrics)
+    assert {"test_mse", "test_psnr", "noisy_input_psnr", "test_squared_error_per_image"} <= set(
+        metrics
+    )
     assert 8 < metrics["noisy_input_psnr"] < 11  # sigma 0.5, clipped: about 9.4 dB
     assert report["hyperparameters"]["noise"] == "gaussian:0.5" and report["dataset"] == "mnist"
     assert (run_dir / "denoising_ae.keras").stat().st_size > 0
@@ -46,22 +63,54 @@ def test_train_py_end_to_end_on_a_subset(tmp_path):
     assert card["training_seconds"] > 0 and card["package_version"]
 
     # `genkeras export` turns the run's .keras file into the next version, with the same card.
-    exported = run([sys.executable, "-m", "genkeras.cli", "export", "--model", "denoising_ae",
-                    "--keras", run_dir / "denoising_ae.keras", "--export-dir", exports])
+    exported = run(
+        [
+            sys.executable,
+            "-m",
+            "genkeras.cli",
+            "export",
+            "--model",
+            "denoising_ae",
+            "--keras",
+            run_dir / "denoising_ae.keras",
+            "--export-dir",
+            exports,
+        ]
+    )
     assert exported.returncode == 0, exported.stderr[-3000:]
     assert read_json(exports / "denoising_ae" / "2" / "model_card.json")["metrics"] == metrics
-    taken = run([sys.executable, "-m", "genkeras.cli", "export", "--model", "denoising_ae",
-                 "--keras", run_dir / "denoising_ae.keras", "--export-dir", exports, "--version", "1"])
+    taken = run(
+        [
+            sys.executable,
+            "-m",
+            "genkeras.cli",
+            "export",
+            "--model",
+            "denoising_ae",
+            "--keras",
+            run_dir / "denoising_ae.keras",
+            "--export-dir",
+            exports,
+            "--version",
+            "1",
+        ]
+    )
     assert taken.returncode == 2 and "already exists" in taken.stderr
 
 
 @pytest.mark.parametrize(
     "flag, value, listed",
-    [("--model", "resnet", "Valid models: pca, dense_ae, conv_ae, denoising_ae"),
-     ("--dataset", "imagenet", "Valid data sets: celeb_a, cifar10, fashion_mnist, mnist")],
+    [
+        ("--model", "resnet", "Valid models: pca, dense_ae, conv_ae, denoising_ae"),
+        ("--dataset", "imagenet", "Valid data sets: celeb_a, cifar10, fashion_mnist, mnist"),
+    ],
 )
 def test_unknown_names_exit_2_listing_the_valid_ones(flag, value, listed):
-    args = [*TRAIN, "--model", "conv_ae", flag, value] if flag == "--dataset" else [*TRAIN, flag, value]
+    args = (
+        [*TRAIN, "--model", "conv_ae", flag, value]
+        if flag == "--dataset"
+        else [*TRAIN, flag, value]
+    )
     result = run(args)
     assert result.returncode == 2
     assert listed in result.stderr
@@ -69,18 +118,47 @@ def test_unknown_names_exit_2_listing_the_valid_ones(flag, value, listed):
 
 def test_missing_archives_exit_2_naming_folder_and_files(tmp_path):
     (tmp_path / "manual" / "fashion_mnist").mkdir(parents=True)
-    result = run([*TRAIN, "--model", "pca", "--dataset", "fashion_mnist", "--manual-dir", tmp_path / "manual",
-                  "--data-dir", tmp_path / "empty", "--output-dir", tmp_path / "runs", "--no-export"])
+    result = run(
+        [
+            *TRAIN,
+            "--model",
+            "pca",
+            "--dataset",
+            "fashion_mnist",
+            "--manual-dir",
+            tmp_path / "manual",
+            "--data-dir",
+            tmp_path / "empty",
+            "--output-dir",
+            tmp_path / "runs",
+            "--no-export",
+        ]
+    )
     assert result.returncode == 2
     assert str(tmp_path / "manual" / "fashion_mnist") in result.stderr
     assert "train-images-idx3-ubyte.gz" in result.stderr
 
 
 def test_a_killed_run_resumes_where_it_stopped(tmp_path):
-    args = [*TRAIN, "--model", "dense_ae", "--limit", "3000", "--epochs", "6", "--patience", "100",
-            "--output-dir", tmp_path, "--no-export", "--quiet"]
+    args = [
+        *TRAIN,
+        "--model",
+        "dense_ae",
+        "--limit",
+        "3000",
+        "--epochs",
+        "6",
+        "--patience",
+        "100",
+        "--output-dir",
+        tmp_path,
+        "--no-export",
+        "--quiet",
+    ]
     log = tmp_path / "dense_ae" / "training_log.csv"
-    first = subprocess.Popen(args, env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        args, env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while time.time() < deadline and first.poll() is None:
         if log.exists() and epochs_logged(log):
@@ -103,13 +181,36 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path):
 
 
 def test_compare_prints_a_table_and_writes_the_picture(tmp_path):
-    result = run([sys.executable, "-m", "genkeras.cli", "compare", "--models", "pca,dense_ae", "--latent-dim", "4",
-                  "--epochs", "1", "--limit", "256", "--output-dir", tmp_path, "--quiet"])
+    result = run(
+        [
+            sys.executable,
+            "-m",
+            "genkeras.cli",
+            "compare",
+            "--models",
+            "pca,dense_ae",
+            "--latent-dim",
+            "4",
+            "--epochs",
+            "1",
+            "--limit",
+            "256",
+            "--output-dir",
+            tmp_path,
+            "--quiet",
+        ]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.split()[:1] in (["pca"], ["dense_ae"])}
+    rows = {
+        line.split()[0]: line.split()
+        for line in result.stdout.splitlines()
+        if line.split()[:1] in (["pca"], ["dense_ae"])
+    }
     assert set(rows) == {"pca", "dense_ae"}
     for name, row in rows.items():
-        assert float(row[1]) == pytest.approx(read_json(tmp_path / "latent4" / name / "metrics.json")["metrics"]["test_mse"], abs=1e-5)
+        assert float(row[1]) == pytest.approx(
+            read_json(tmp_path / "latent4" / name / "metrics.json")["metrics"]["test_mse"], abs=1e-5
+        )
     assert (tmp_path / "latent4" / "reconstructions.png").exists()
     unknown = run([sys.executable, "-m", "genkeras.cli", "compare", "--models", "pca,nope"])
     assert unknown.returncode == 2 and "Valid models:" in unknown.stderr

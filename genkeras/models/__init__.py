@@ -8,6 +8,15 @@ from genkeras.models.seeds import StatelessSeed
 from genkeras.models.vae import VAE, ConditionalVAE, ConvVAE, DenseVAE
 
 __all__ = [
-    "PCA", "PixelCNN", "PixelRNN", "Autoencoder", "ConvAutoencoder", "DenseAutoencoder",
-    "StatelessSeed", "VAE", "DenseVAE", "ConvVAE", "ConditionalVAE",
+    "PCA",
+    "PixelCNN",
+    "PixelRNN",
+    "Autoencoder",
+    "ConvAutoencoder",
+    "DenseAutoencoder",
+    "StatelessSeed",
+    "VAE",
+    "DenseVAE",
+    "ConvVAE",
+    "ConditionalVAE",
 ]

@@ -53,7 +53,11 @@ class Autoencoder(keras.Model):
     denoise = reconstruct
 
     def get_config(self):
-        return {**super().get_config(), "image_shape": self.image_shape, "latent_dim": self.latent_dim}
+        return {
+            **super().get_config(),
+            "image_shape": self.image_shape,
+            "latent_dim": self.latent_dim,
+        }
 
 
 @keras.saving.register_keras_serializable(package="genkeras")
@@ -119,7 +123,8 @@ class ConvAutoencoder(Autoencoder):
         if height % factor or width % factor:
             raise ValueError(
                 f"ConvAutoencoder needs height and width divisible by {factor} "
-                f"(2 ** len(filters)); got {height}x{width}. Use fewer filters or resize the images."
+                f"(2 ** len(filters)); got {height}x{width}. "
+                "Use fewer filters or resize the images."
             )
         self.bottom_shape = (height // factor, width // factor, self.filters[-1])
         super().__init__(image_shape, latent_dim, **kwargs)
@@ -127,9 +132,17 @@ class ConvAutoencoder(Autoencoder):
     def build_encoder(self):
         blocks = []
         for channels in self.filters:
-            blocks += [layers.Conv2D(channels, 3, padding="same", activation="relu"), layers.MaxPooling2D(2)]
+            blocks += [
+                layers.Conv2D(channels, 3, padding="same", activation="relu"),
+                layers.MaxPooling2D(2),
+            ]
         return keras.Sequential(
-            [keras.Input(self.image_shape), *blocks, layers.Flatten(), layers.Dense(self.latent_dim, name="z")],
+            [
+                keras.Input(self.image_shape),
+                *blocks,
+                layers.Flatten(),
+                layers.Dense(self.latent_dim, name="z"),
+            ],
             name="encoder",
         )
 
@@ -139,7 +152,10 @@ class ConvAutoencoder(Autoencoder):
         widths = [*reversed(self.filters[:-1]), self.filters[0]]
         blocks = []
         for channels in widths:
-            blocks += [layers.UpSampling2D(2), layers.Conv2D(channels, 3, padding="same", activation="relu")]
+            blocks += [
+                layers.UpSampling2D(2),
+                layers.Conv2D(channels, 3, padding="same", activation="relu"),
+            ]
         return keras.Sequential(
             [
                 keras.Input((self.latent_dim,)),

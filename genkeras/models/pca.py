@@ -46,7 +46,11 @@ class PCA(keras.Model):
         """
         dim = self.mean.shape[0]
         count, total, scatter = 0, np.zeros(dim), np.zeros((dim, dim))
-        bar = keras.utils.Progbar(None, unit_name="batch", stateful_metrics=["examples"]) if progress else None
+        bar = (
+            keras.utils.Progbar(None, unit_name="batch", stateful_metrics=["examples"])
+            if progress
+            else None
+        )
         for step, batch in enumerate(batches, 1):
             images = batch[1] if isinstance(batch, tuple) else batch  # clean targets when given
             x = np.asarray(images, dtype=np.float64).reshape(-1, dim)
@@ -87,4 +91,8 @@ class PCA(keras.Model):
     denoise = reconstruct
 
     def get_config(self):
-        return {**super().get_config(), "image_shape": self.image_shape, "latent_dim": self.latent_dim}
+        return {
+            **super().get_config(),
+            "image_shape": self.image_shape,
+            "latent_dim": self.latent_dim,
+        }
