@@ -126,44 +126,39 @@ def complete(model, images, rows, seed=0, temperature=1.0, labels=None, fast=Tru
 _COMPILED: dict = {}
 
 
+def _cached_function(key, fn, input_signature):
+    """`fn` as a `tf.function` with `input_signature`, traced once per `key` and reused."""
+    if key not in _COMPILED:
+        _COMPILED[key] = tf.function(fn, input_signature=input_signature, jit_compile=False)
+    return _COMPILED[key]
+
+
 def compiled_sampler(model, fast=True):
     """A `tf.function` `(num, seed, temperature) -> images` (cached per model), for speed."""
-    key = (id(model), fast)
-    if key not in _COMPILED:
-
-        @tf.function(
-            input_signature=[
-                tf.TensorSpec([], tf.int32),
-                tf.TensorSpec([], tf.int32),
-                tf.TensorSpec([], tf.float32),
-            ],
-            jit_compile=False,
-        )
-        def run(num, seed, temperature):
-            return sample(model, num, seed, temperature, fast=fast)
-
-        _COMPILED[key] = run
-    return _COMPILED[key]
+    scalars = [
+        tf.TensorSpec([], tf.int32),
+        tf.TensorSpec([], tf.int32),
+        tf.TensorSpec([], tf.float32),
+    ]
+    return _cached_function(
+        (id(model), fast, "sample"),
+        lambda num, seed, temperature: sample(model, num, seed, temperature, fast=fast),
+        scalars,
+    )
 
 
 def compiled_completer(model, fast=True):
     """A `tf.function` `(images, rows, seed) -> images` (cached per model)."""
-    key = (id(model), fast, "complete")
-    if key not in _COMPILED:
-
-        @tf.function(
-            input_signature=[
-                tf.TensorSpec([None, *model.image_shape], tf.float32),
-                tf.TensorSpec([], tf.int32),
-                tf.TensorSpec([], tf.int32),
-            ],
-            jit_compile=False,
-        )
-        def run(images, rows, seed):
-            return complete(model, images, rows, seed, fast=fast)
-
-        _COMPILED[key] = run
-    return _COMPILED[key]
+    specs = [
+        tf.TensorSpec([None, *model.image_shape], tf.float32),
+        tf.TensorSpec([], tf.int32),
+        tf.TensorSpec([], tf.int32),
+    ]
+    return _cached_function(
+        (id(model), fast, "complete"),
+        lambda images, rows, seed: complete(model, images, rows, seed, fast=fast),
+        specs,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,8 +250,6 @@ def bits_per_dim_histogram(per_image: dict, path, title=None) -> Path:
     """Histogram PNG of per-image bits/dim, one series per data set name."""
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     figure, axis = plt.subplots(figsize=(6, 4))
     for name, values in per_image.items():
         axis.hist(values, bins=80, alpha=0.55, density=True, label=name)
@@ -265,10 +258,7 @@ def bits_per_dim_histogram(per_image: dict, path, title=None) -> Path:
     axis.legend()
     if title:
         axis.set_title(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return pictures.save_figure(figure, path)
 
 
 class TimeBudget:

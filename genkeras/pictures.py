@@ -26,6 +26,21 @@ def tile(images, columns: int) -> np.ndarray:
     return grid
 
 
+def show_grid(axis, grid) -> None:
+    """Draws a `tile` result on a matplotlib axis: grayscale for one channel, RGB for three."""
+    axis.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1)
+
+
+def save_figure(figure, path) -> Path:
+    """Lays `figure` out, writes it as a PNG at `path` (creating its folder) and closes it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
 def save_panels(panels, path, columns: int = 4, title: str | None = None) -> Path:
     """Saves grids side by side, one titled panel per `(title, images)` pair.
 
@@ -38,22 +53,16 @@ def save_panels(panels, path, columns: int = 4, title: str | None = None) -> Pat
     Returns:
         The path written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     figure, axes = plt.subplots(
         1, len(panels), figsize=(2.6 * len(panels) * columns / 4, 3.6), squeeze=False
     )
     for axis, (name, images) in zip(axes[0], panels, strict=True):
-        grid = tile(images, columns)
-        axis.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1)
+        show_grid(axis, tile(images, columns))
         axis.set_title(name)
         axis.axis("off")
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def reconstruction_pictures(model, examples, view, out_dir, seed: int = 0) -> list[Path]:

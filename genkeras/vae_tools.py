@@ -253,11 +253,9 @@ def _save_grid(images, columns, path, title=None, row_labels=None, column_labels
     import matplotlib.pyplot as plt
 
     grid = pictures.tile(np.asarray(images), columns)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     height = grid.shape[0] / grid.shape[1] * 6
     figure, axis = plt.subplots(figsize=(6.4, max(1.6, height + (0.6 if title else 0.2))))
-    axis.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1)
+    pictures.show_grid(axis, grid)
     axis.set_xticks([])
     axis.set_yticks([])
     if column_labels is not None:
@@ -270,10 +268,7 @@ def _save_grid(images, columns, path, title=None, row_labels=None, column_labels
         axis.set_yticklabels(row_labels, fontsize=7)
     if title:
         axis.set_title(title, fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return pictures.save_figure(figure, path)
 
 
 def vae_pictures(model, examples, view=None, out_dir=".", seed=0) -> list[Path]:

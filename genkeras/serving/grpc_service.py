@@ -51,23 +51,17 @@ def proto_from_ndarray(array: np.ndarray):
     for size in array.shape:
         proto.tensor_shape.dim.add(size=size)
     flat = array.ravel()
-    kind = array.dtype
-    if kind == np.float32:
-        proto.dtype = types_pb2.DT_FLOAT
-        proto.float_val.extend(flat.tolist())
-    elif kind == np.float64:
-        proto.dtype = types_pb2.DT_DOUBLE
-        proto.double_val.extend(flat.tolist())
-    elif kind == np.int32:
-        proto.dtype = types_pb2.DT_INT32
-        proto.int_val.extend(flat.tolist())
-    elif kind == np.int64:
-        proto.dtype = types_pb2.DT_INT64
-        proto.int64_val.extend(flat.tolist())
-    elif kind == np.bool_:
-        proto.dtype = types_pb2.DT_BOOL
-        proto.bool_val.extend(flat.tolist())
-    elif kind.kind in "OSU":
+    typed_fields = {  # numpy dtype -> (TensorProto dtype, the repeated field holding the values)
+        np.dtype(np.float32): (types_pb2.DT_FLOAT, "float_val"),
+        np.dtype(np.float64): (types_pb2.DT_DOUBLE, "double_val"),
+        np.dtype(np.int32): (types_pb2.DT_INT32, "int_val"),
+        np.dtype(np.int64): (types_pb2.DT_INT64, "int64_val"),
+        np.dtype(np.bool_): (types_pb2.DT_BOOL, "bool_val"),
+    }
+    if array.dtype in typed_fields:
+        proto.dtype, field = typed_fields[array.dtype]
+        getattr(proto, field).extend(flat.tolist())
+    elif array.dtype.kind in "OSU":
         proto.dtype = types_pb2.DT_STRING
         proto.string_val.extend(
             v if isinstance(v, bytes) else str(v).encode() for v in flat.tolist()
