@@ -20,10 +20,8 @@ Gumbel-max trick `argmax(logits / T - log(-log u))`, with `u` from
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -259,39 +257,3 @@ def bits_per_dim_histogram(per_image: dict, path, title=None) -> Path:
     if title:
         axis.set_title(title)
     return pictures.save_figure(figure, path)
-
-
-class TimeBudget:
-    """Keras callback factory: stop `fit` after `minutes` (checked after every batch) and anneal
-    the learning rate from its initial value to 5% of it along a cosine over that time.
-
-    A fixed wall-clock budget suits busy CPU machines where an epoch's duration is unknown in
-    advance; the run then evaluates and exports as usual. `minutes <= 0` returns no callback.
-    """
-
-    @staticmethod
-    def callbacks(options) -> list:
-        minutes = float(options.get("time_budget", 0) or 0)
-        return [_TimeBudget(minutes)] if minutes > 0 else []
-
-
-class _TimeBudget(keras.callbacks.Callback):
-    def __init__(self, minutes: float, floor: float = 0.05):
-        super().__init__()
-        self.seconds = minutes * 60.0
-        self.floor = floor
-        self.started = None
-        self.base = None
-
-    def on_train_begin(self, logs=None):
-        self.started = time.monotonic()
-        self.base = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-
-    def on_train_batch_begin(self, batch, logs=None):
-        fraction = min((time.monotonic() - self.started) / self.seconds, 1.0)
-        scale = self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * fraction))
-        self.model.optimizer.learning_rate = self.base * scale
-
-    def on_train_batch_end(self, batch, logs=None):
-        if time.monotonic() - self.started > self.seconds:
-            self.model.stop_training = True

@@ -163,9 +163,11 @@ VAE_SIGNATURES = ("encode", "decode", "reconstruct", "sample", "log_prob")
 
 
 def vae_view(labels=False):
-    """Binarized pixels for a Bernoulli decoder, intensities in [0, 1] for a gaussian one."""
+    """Binarized pixels for a Bernoulli decoder, intensities in [0, 1] for a gaussian one.
+    Conditional models get `((images, labels), images)` pairs, so that `fit` does not take
+    the labels for targets."""
     return lambda options: View(
-        binarize=options["likelihood"] == "bernoulli", labels=labels, targets=False
+        binarize=options["likelihood"] == "bernoulli", labels=labels, targets=labels
     )
 
 
@@ -218,7 +220,6 @@ _PIXEL_OPTIONS = (
     Option("filters", int, 32, "channels per stack"),
     Option("num_layers", int, 7, "gated blocks after the first (mask A) layer"),
     Option("hidden", int, 64, "channels of the 1x1 output head"),
-    Option("time_budget", float, 0.0, "minutes: stop fit then, cosine-annealing the LR (0 = off)"),
 )
 
 
@@ -232,18 +233,8 @@ def _pixel_view(options):
     )
 
 
-def _pixel_builder(cls):
-    """`cls(image_shape, latent_dim, **options)` minus the training-only `time_budget` option."""
-
-    def build(image_shape, latent_dim=None, time_budget=0.0, **options):
-        return cls(image_shape, latent_dim, **options)
-
-    return build
-
-
 PIXEL_COMMON = dict(
     view=_pixel_view,
-    extra_callbacks=autoregressive.TimeBudget.callbacks,
     loss=None,
     signatures=("sample", "log_prob", "complete"),
     default_signature="log_prob",
@@ -258,7 +249,7 @@ register(
     ModelSpec(
         name="pixelcnn",
         description="Gated PixelCNN: masked vertical + horizontal stacks, exact likelihood.",
-        build=_pixel_builder(PixelCNN),
+        build=PixelCNN,
         options=_PIXEL_OPTIONS,
         **PIXEL_COMMON,
     )
@@ -267,13 +258,12 @@ register(
     ModelSpec(
         name="pixelrnn",
         description="PixelRNN (Row LSTM): rows scanned by an LSTM, exact likelihood, sampling.",
-        build=_pixel_builder(PixelRNN),
+        build=PixelRNN,
         options=(
             *_PIXEL_OPTIONS[:2],
             Option("filters", int, 32, "hidden units per Row LSTM layer"),
             Option("num_layers", int, 2, "Row LSTM layers"),
             Option("hidden", int, 64, "channels of the 1x1 output head"),
-            _PIXEL_OPTIONS[-1],
         ),
         **PIXEL_COMMON,
     )

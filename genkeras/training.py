@@ -10,13 +10,16 @@ import argparse
 import csv
 import dataclasses
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import keras
 
-from genkeras import data
+from genkeras import data, scale
+from genkeras.callbacks import EpochSeconds, TimeBudget
 from genkeras.export import export_model
 from genkeras.registry import UnknownModelError, available_models, get_spec
 
@@ -40,6 +43,11 @@ class TrainConfig:
     data_dir: str | None = None
     limit: int | None = None
     patience: int = 5
+    time_budget: float = 0.0
+    jit_compile: str = "auto"
+    mixed_precision: bool = False
+    steps_per_execution: int = 1
+    strategy: str = "none"
     verbose: int | str = "auto"
     options: dict = dataclasses.field(default_factory=dict)
 
@@ -83,7 +91,8 @@ def batches(config, view, split, *, shuffle):
         data_dir=config.data_dir,
         limit=config.limit,
     )
-    return data.pipeline(ds, view, batch_size=config.batch_size, shuffle=shuffle, seed=config.seed)
+    ds = data.pipeline(ds, view, batch_size=config.batch_size, shuffle=shuffle, seed=config.seed)
+    return scale.shard_by_data(ds) if config.strategy == "multi-worker" else ds
 
 
 def example_inputs(config, view):
@@ -92,18 +101,8 @@ def example_inputs(config, view):
         config.dataset, "train", manual_dir=config.manual_dir, data_dir=config.data_dir, limit=2
     )
     first = next(iter(data.pipeline(ds, view, batch_size=2, shuffle=False, cache=False)))
+    first = keras.tree.map_structure(lambda tensor: tensor.numpy(), first)  # for any backend
     return first[0] if view.targets else first
-
-
-class EpochSeconds(keras.callbacks.Callback):
-    """Adds `epoch_seconds` to each epoch's logs, so the CSV log keeps the wall time of every
-    epoch, including those a killed run finished before it was resumed."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs["epoch_seconds"] = time.perf_counter() - self.started
 
 
 def logged_epochs(run_dir: Path) -> tuple[int, float]:
@@ -116,15 +115,21 @@ def logged_epochs(run_dir: Path) -> tuple[int, float]:
 def callbacks(config, run_dir: Path, resuming: bool, extra=()):
     """Backup first, so a run killed right after an epoch's log line resumes after that epoch;
     EpochSeconds before CSVLogger, which writes the logs it has added to."""
+    budget = [TimeBudget(config.time_budget)] if config.time_budget > 0 else []
+    # The time budget's cosine owns the learning rate; otherwise halve it on plateaus.
+    plateau = keras.callbacks.ReduceLROnPlateau(
+        monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5
+    )
     return [
         *extra,
+        *budget,
         EpochSeconds(),
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=config.patience, restore_best_weights=True
         ),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5),
+        *([] if budget else [plateau]),
         keras.callbacks.CSVLogger(str(run_dir / "training_log.csv"), append=resuming),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), profile_batch=0),
     ]
@@ -136,23 +141,49 @@ def train(config: TrainConfig) -> TrainResult:
     Writes into `output_dir/NAME/`: `NAME.keras`, `metrics.json`, `training_log.csv`,
     TensorBoard `logs/` and PNG pictures; and a SavedModel under `export_dir/NAME/VERSION/`
     unless `export_dir` is None. A run killed mid-way resumes from `backup/` when started again
-    with the same output folder.
+    with the same output folder. Under `--strategy multi-worker` only the chief (worker 0)
+    evaluates, draws and exports; the other workers keep their logs and weights in
+    `output_dir/NAME/worker-I/`.
     """
     spec, info, view, options = resolve(config)
+    # Multi-worker collectives must be set up before any other TensorFlow work.
+    strategy = scale.make_strategy(config.strategy)
+    previous_policy = keras.mixed_precision.dtype_policy()
+    if config.mixed_precision:
+        keras.mixed_precision.set_dtype_policy(scale.mixed_precision_policy())
+    try:
+        return _train(config, spec, info, view, options, strategy)
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous_policy)
+
+
+def _train(config, spec, info, view, options, strategy) -> TrainResult:
     keras.utils.set_random_seed(config.seed)
+    worker = scale.worker_index() if config.strategy == "multi-worker" else 0
     run_dir = Path(config.output_dir) / spec.name
+    if worker:
+        run_dir = run_dir / f"worker-{worker}"
     run_dir.mkdir(parents=True, exist_ok=True)
     resuming = (run_dir / "backup").exists()
 
     train_batches = batches(config, view, "train", shuffle=True)
-    model = spec.build(info.image_shape, config.latent_dim, **options)
-    model(example_inputs(config, view))  # builds the weights, whatever the model's inputs are
+    with scale.scope(strategy):
+        model = spec.build(info.image_shape, config.latent_dim, **options)
+        model(example_inputs(config, view))  # builds the weights, whatever the model's inputs
+        if not spec.closed_form:
+            model.compile(
+                optimizer=keras.optimizers.Adam(config.learning_rate),
+                loss=spec.loss,
+                jit_compile=scale.jit_compile(config.jit_compile),
+                steps_per_execution=config.steps_per_execution,
+            )
+    if config.strategy == "multi-worker":
+        scale.work_around_multi_worker_fit(model, next(iter(train_batches)))
     if spec.closed_form:
         started = time.perf_counter()
         fit_summary = model.fit_closed_form(train_batches, progress=config.verbose != 0)
         epochs_run, epochs_total, training_seconds = 1, 1, time.perf_counter() - started
     else:
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=spec.loss)
         history = model.fit(
             train_batches,
             validation_data=batches(config, view, "validation", shuffle=False),
@@ -170,6 +201,30 @@ def train(config: TrainConfig) -> TrainResult:
         epochs_total, training_seconds = logged_epochs(run_dir)
 
     model.save(run_dir / f"{spec.name}.keras")
+    if worker:
+        return TrainResult(model, {}, run_dir, None, [])
+    record = {
+        "training_seconds": round(training_seconds, 1),
+        "epochs_run": epochs_run,
+        "epochs_total": epochs_total,
+        "final_logs": fit_summary,
+        "backend": keras.backend.backend(),
+        "mixed_precision": keras.mixed_precision.dtype_policy().name,
+        "replicas": strategy.num_replicas_in_sync if strategy else 1,
+    }
+    if keras.backend.backend() != "tensorflow":
+        return finish_in_tensorflow(model, config, run_dir, record)
+    return finish(model, config, record)
+
+
+def finish(model, config: TrainConfig, record: dict) -> TrainResult:
+    """Evaluates, draws and exports a trained model; writes `metrics.json`.
+
+    This part runs under TensorFlow whatever backend trained the model: the exported
+    signatures and the pixel samplers are TensorFlow graphs.
+    """
+    spec, _, view, options = resolve(config)
+    run_dir = Path(config.output_dir) / spec.name
     metrics = spec.evaluate(model, batches(config, view, "test", shuffle=False), view)
     hyperparameters = {
         "latent_dim": config.latent_dim,
@@ -180,6 +235,13 @@ def train(config: TrainConfig) -> TrainResult:
         "binarize": view.binarize,
         "seed": config.seed,
         "limit": config.limit,
+        "time_budget_minutes": config.time_budget,
+        "jit_compile": config.jit_compile,
+        "mixed_precision": record["mixed_precision"],
+        "steps_per_execution": config.steps_per_execution,
+        "strategy": config.strategy,
+        "replicas": record["replicas"],
+        "backend": record["backend"],
         **options,
     }
     report = {
@@ -187,10 +249,8 @@ def train(config: TrainConfig) -> TrainResult:
         "dataset": config.dataset,
         "metrics": metrics,
         "hyperparameters": hyperparameters,
-        "training_seconds": round(training_seconds, 1),
-        "epochs_run": epochs_run,
-        "epochs_total": epochs_total,
-        "final_logs": fit_summary,
+        **{key: record[key] for key in ("training_seconds", "epochs_run", "epochs_total")},
+        "final_logs": record["final_logs"],
     }
     (run_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
 
@@ -203,6 +263,38 @@ def train(config: TrainConfig) -> TrainResult:
     if config.export_dir is not None:
         export_path = export_model(model, spec, config.export_dir, config.version, card=report)
     return TrainResult(model, metrics, run_dir, export_path, picture_paths)
+
+
+def finish_in_tensorflow(model, config: TrainConfig, run_dir: Path, record: dict) -> TrainResult:
+    """`finish` for a model trained under another backend (JAX): a TensorFlow process reloads
+    the saved `.keras` file and evaluates, draws and exports it."""
+    job = run_dir / "finish.json"
+    job.write_text(json.dumps({"config": dataclasses.asdict(config), "record": record}))
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    command = [sys.executable, "-m", "genkeras.training", str(job)]
+    if subprocess.run(command, env=env).returncode != 0:
+        raise RuntimeError(
+            f"Evaluating and exporting {run_dir} under TensorFlow failed (is tensorflow "
+            f"installed?); retry with `KERAS_BACKEND=tensorflow python -m genkeras.training {job}`."
+        )
+    done = json.loads((run_dir / "finish_result.json").read_text())
+    export_path = Path(done["export_path"]) if done["export_path"] else None
+    return TrainResult(model, done["metrics"], run_dir, export_path, done["pictures"])
+
+
+def _finish_job(job: Path) -> None:
+    """The TensorFlow side of `finish_in_tensorflow`."""
+    task = json.loads(job.read_text())
+    config = TrainConfig(**task["config"])
+    run_dir = Path(config.output_dir) / config.model
+    model = keras.saving.load_model(run_dir / f"{config.model}.keras")
+    result = finish(model, config, task["record"])
+    outcome = {
+        "metrics": result.metrics,
+        "pictures": [str(path) for path in result.pictures],
+        "export_path": str(result.export_path) if result.export_path else None,
+    }
+    (run_dir / "finish_result.json").write_text(json.dumps(outcome, indent=2, default=str))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,6 +332,34 @@ def build_parser(spec=None, add_help=True) -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help=f"TFDS data folder (or ${data.DATA_DIR_ENV})")
     parser.add_argument("--limit", type=int, help="use only the first N examples of each split")
     parser.add_argument("--patience", type=int, default=5, help="early-stopping patience, epochs")
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=0.0,
+        metavar="MINUTES",
+        help="stop training after MINUTES, cosine-annealing the learning rate to 5%% (0 = off)",
+    )
+    speed = parser.add_argument_group("speed and scale (see genkeras/scale.py)")
+    speed.add_argument(
+        "--jit-compile",
+        choices=list(scale.JIT_SETTINGS),
+        default="auto",
+        help="XLA for the training step: auto = on with a GPU, off on CPU-only machines",
+    )
+    speed.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="float16 compute on GPUs (bfloat16 on CPUs); outputs and losses stay float32",
+    )
+    speed.add_argument(
+        "--steps-per-execution", type=int, default=1, help="training steps per compiled call"
+    )
+    speed.add_argument(
+        "--strategy",
+        choices=list(scale.STRATEGIES),
+        default="none",
+        help="mirrored: all local GPUs (or logical CPUs); multi-worker: the cluster in TF_CONFIG",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     for option in spec.options if spec else ():
         parser.add_argument(
@@ -282,6 +402,11 @@ def parse_config(argv) -> TrainConfig:
         data_dir=args.data_dir,
         limit=args.limit,
         patience=args.patience,
+        time_budget=args.time_budget,
+        jit_compile=args.jit_compile,
+        mixed_precision=args.mixed_precision,
+        steps_per_execution=args.steps_per_execution,
+        strategy=args.strategy,
         verbose=0 if args.quiet else "auto",
         options={option.name: getattr(args, option.name) for option in spec.options},
     )
@@ -291,7 +416,7 @@ def main(argv=None) -> int:
     config = parse_config(sys.argv[1:] if argv is None else argv)
     try:
         result = train(config)
-    except (data.DataError, FileExistsError) as error:
+    except (data.DataError, scale.ScaleError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps(result.metrics, indent=2))
@@ -301,3 +426,7 @@ def main(argv=None) -> int:
     if result.export_path:
         print(f"SavedModel: {result.export_path}")
     return 0
+
+
+if __name__ == "__main__":
+    _finish_job(Path(sys.argv[1]))

@@ -112,10 +112,10 @@ PROJECT_SCRIPT = textwrap.dedent(
     assert np.isfinite(history.history["loss"][0])
     assert any(not np.array_equal(a, b) for a, b in zip(before, vae.get_weights()))
 
-    # the conditional VAE fine-tunes on fit(images, labels); an autoencoder on fit(images, images)
+    # the conditional VAE fine-tunes on fit((images, labels)); an autoencoder on fit(images, images)
     cvae = genkeras.pretrained.load("cvae")
     cvae.compile(optimizer=keras.optimizers.Adam(1e-4))
-    cvae.fit(images, labels.astype("int32"), epochs=1, batch_size=8, verbose=0)
+    cvae.fit((images, labels.astype("int32")), epochs=1, batch_size=8, verbose=0)
     ae = genkeras.pretrained.load("conv_ae")
     ae.compile(optimizer="adam", loss="binary_crossentropy")
     assert np.isfinite(ae.fit(images, images, epochs=1, batch_size=8, verbose=0).history["loss"][0])

@@ -81,7 +81,7 @@ class DenseAutoencoder(Autoencoder):
         return keras.Sequential(
             [keras.Input(self.image_shape), layers.Flatten()]
             + [layers.Dense(units, activation="relu") for units in self.hidden_units]
-            + [layers.Dense(self.latent_dim, name="z")],
+            + [layers.Dense(self.latent_dim, name="z", dtype="float32")],
             name="encoder",
         )
 
@@ -90,8 +90,8 @@ class DenseAutoencoder(Autoencoder):
             [keras.Input((self.latent_dim,))]
             + [layers.Dense(units, activation="relu") for units in reversed(self.hidden_units)]
             + [
-                layers.Dense(int(np.prod(self.image_shape)), activation="sigmoid"),
-                layers.Reshape(self.image_shape),
+                layers.Dense(int(np.prod(self.image_shape)), activation="sigmoid", dtype="float32"),
+                layers.Reshape(self.image_shape, dtype="float32"),
             ],
             name="decoder",
         )
@@ -141,7 +141,7 @@ class ConvAutoencoder(Autoencoder):
                 keras.Input(self.image_shape),
                 *blocks,
                 layers.Flatten(),
-                layers.Dense(self.latent_dim, name="z"),
+                layers.Dense(self.latent_dim, name="z", dtype="float32"),
             ],
             name="encoder",
         )
@@ -162,7 +162,9 @@ class ConvAutoencoder(Autoencoder):
                 layers.Dense(int(np.prod(self.bottom_shape)), activation="relu"),
                 layers.Reshape(self.bottom_shape),
                 *blocks,
-                layers.Conv2D(self.image_shape[-1], 3, padding="same", activation="sigmoid"),
+                layers.Conv2D(
+                    self.image_shape[-1], 3, padding="same", activation="sigmoid", dtype="float32"
+                ),
             ],
             name="decoder",
         )

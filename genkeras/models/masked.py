@@ -35,6 +35,8 @@ import math
 import keras
 from keras import ops
 
+from genkeras.models.distribution import per_replica
+
 LIKELIHOODS = ("bernoulli", "categorical")
 LEVELS = 256  # intensities of the categorical likelihood
 
@@ -182,9 +184,9 @@ class PixelModel(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Mean negative log-likelihood in nats per image (what `fit` minimizes and logs)."""
         images, _ = self.split_inputs(x)
-        loss = -ops.mean(self.log_prob_from_logits(images, y_pred))
+        loss = -ops.mean(ops.cast(self.log_prob_from_logits(images, y_pred), "float32"))
         extra = self.losses
-        return loss + ops.sum(ops.stack(extra)) if extra else loss
+        return per_replica(loss + ops.sum(ops.stack(extra)) if extra else loss)
 
     # -- sampling (TensorFlow loops; see genkeras.autoregressive) ---------------------------
     def sample(self, num, seed, temperature=1.0, labels=None, fast=True):

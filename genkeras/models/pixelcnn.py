@@ -89,7 +89,7 @@ class PixelCNN(PixelModel):
                 self.v_cond.append(layers.Dense(2 * p, use_bias=False, name=f"v_cond_{index}"))
                 self.h_cond.append(layers.Dense(2 * p, use_bias=False, name=f"h_cond_{index}"))
         self.head = layers.Conv2D(self.hidden, 1, activation="relu", name="head")
-        self.out_conv = layers.Conv2D(self.out_channels, 1, name="logits")
+        self.out_conv = layers.Conv2D(self.out_channels, 1, name="logits", dtype="float32")
 
     def vertical(self, x, labels=None):
         """Vertical stack: per layer, the (2p-channel) input it gives the horizontal stack.

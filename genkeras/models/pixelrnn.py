@@ -80,7 +80,7 @@ class PixelRNN(PixelModel):
             else []
         )
         self.head = layers.Conv2D(self.hidden, 1, activation="relu", name="head")
-        self.out_conv = layers.Conv2D(self.out_channels, 1, name="logits")
+        self.out_conv = layers.Conv2D(self.out_channels, 1, name="logits", dtype="float32")
 
     def _gate_inputs(self, index, inputs):
         """Input-to-state term for whole rows (mask A for layer 0, mask B after)."""

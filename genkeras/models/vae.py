@@ -13,7 +13,8 @@ the KL term (beta = 0) the lecture's warning applies: nothing stops the encoder 
 sigma towards 0, the VAE becomes a plain autoencoder, and codes drawn from N(0, I) fall into the
 voids between the training codes.
 
-All the maths is in `keras.ops`; only the gradient step in `train_step` uses TensorFlow.
+All the maths is in `keras.ops` and training goes through Keras's own train step (see
+`VAE.compute_loss`), so the same model trains under TensorFlow (also distributed) and JAX.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from genkeras.models.distribution import per_replica
 from genkeras.models.seeds import StatelessSeed
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -72,7 +74,8 @@ class VAE(keras.Model):
     optional label conditioning, the losses and the sampling.
 
     Metrics tracked by name in `fit` / `evaluate`: `loss`, `reconstruction_loss`, `kl_loss`
-    (nats per image; Keras adds `val_` for validation).
+    (nats per image; Keras adds `val_` for validation). `call(training=True)` returns the
+    ELBO terms and `compute_loss` combines them, so Keras's standard train step trains it.
 
     `loss` in training is `reconstruction_loss + kl_weight * kl_loss`, where `kl_weight` is
     `beta` unless a `KLWarmup` callback ramps it up. The validation / test loss always uses
@@ -133,7 +136,6 @@ class VAE(keras.Model):
                 shape=(), initializer=keras.initializers.Constant(-2.0), name="log_sigma"
             )
         self.seed_generator = keras.random.SeedGenerator(self.seed)
-        self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_tracker = keras.metrics.Mean(name="kl_loss")
         self.built = True  # encoder and decoder are functional models, built above
@@ -153,8 +155,8 @@ class VAE(keras.Model):
             onehot = keras.Input((self.num_classes,), name="labels_onehot")
             inputs.append(onehot)
             features = layers.Concatenate()([features, onehot])
-        z_mean = layers.Dense(self.latent_dim, name="z_mean")(features)
-        z_log_var = layers.Dense(self.latent_dim, name="z_log_var")(features)
+        z_mean = layers.Dense(self.latent_dim, name="z_mean", dtype="float32")(features)
+        z_log_var = layers.Dense(self.latent_dim, name="z_log_var", dtype="float32")(features)
         return keras.Model(inputs, [z_mean, z_log_var], name="encoder")
 
     def _build_decoder(self):
@@ -195,6 +197,7 @@ class VAE(keras.Model):
 
     def log_likelihood(self, images, logits):
         """log p(x | z) per image [N] from the decoder's logits."""
+        images = ops.cast(images, "float32")  # mixed precision hands layers half floats
         if self.likelihood == "bernoulli":
             return bernoulli_log_likelihood(images, logits)
         return gaussian_log_likelihood(images, ops.sigmoid(logits), self.log_sigma)
@@ -202,9 +205,18 @@ class VAE(keras.Model):
     # -- the public API (also what the SavedModel signatures call) -----------------------------
 
     def call(self, inputs, training=False):
+        """The reconstruction of the posterior mean, images in [0, 1].
+
+        Under `fit` (`training=True`) it returns what the loss needs instead: the one-sample
+        ELBO terms per image, `{"reconstruction_loss": [N], "kl_loss": [N]}`, so the training
+        step runs the networks once and every backend differentiates the same code.
+        """
         images, labels = self._unpack(inputs)
-        z_mean, _ = self.posterior(images, labels, training=training)
-        return ops.sigmoid(self.decoder_logits(z_mean, labels, training=training))
+        if training:
+            reconstruction, kl, _, _ = self.elbo_terms(images, labels, training=True)
+            return {"reconstruction_loss": reconstruction, "kl_loss": kl}
+        z_mean, _ = self.posterior(images, labels)
+        return ops.sigmoid(self.decoder_logits(z_mean, labels))
 
     def encode(self, images, labels=None, seed=0):
         """Images -> dict of `z_mean`, `z_log_var` and `z`, one posterior draw keyed by `seed`."""
@@ -304,33 +316,26 @@ class VAE(keras.Model):
             return data[0], None
         return data, None
 
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker]
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """`reconstruction_loss + weight * kl_loss`, batch means, tracked by name.
 
-    def _update(self, loss, reconstruction, kl):
-        self.loss_tracker.update_state(loss)
+        Keras's own `train_step` / `test_step` call this on every backend (TensorFlow, JAX),
+        under distribution strategies and mixed precision. Training uses `kl_weight` (the
+        warm-up's ramp) and the terms `call` returned; evaluation uses `beta` and a fresh
+        one-sample ELBO, so validation losses compare across epochs.
+        """
+        if training:
+            reconstruction, kl = y_pred["reconstruction_loss"], y_pred["kl_loss"]
+            weight = self.kl_weight
+        else:
+            images, labels = self._unpack(x)
+            reconstruction, kl, _, _ = self.elbo_terms(images, labels)
+            weight = self.beta
+        reconstruction = ops.mean(ops.cast(reconstruction, "float32"))
+        kl = ops.mean(ops.cast(kl, "float32"))
         self.reconstruction_tracker.update_state(reconstruction)
         self.kl_tracker.update_state(kl)
-        return {metric.name: metric.result() for metric in self.metrics}
-
-    def train_step(self, data):
-        import tensorflow as tf  # the gradient step is backend-specific; the losses are not
-
-        images, labels = self._unpack(data)
-        with tf.GradientTape() as tape:
-            reconstruction, kl, _, _ = self.elbo_terms(images, labels, training=True)
-            reconstruction, kl = ops.mean(reconstruction), ops.mean(kl)
-            loss = reconstruction + ops.cast(self.kl_weight, kl.dtype) * kl
-        gradients = tape.gradient(loss, self.trainable_weights)
-        self.optimizer.apply(gradients, self.trainable_weights)
-        return self._update(loss, reconstruction, kl)
-
-    def test_step(self, data):
-        images, labels = self._unpack(data)
-        reconstruction, kl, _, _ = self.elbo_terms(images, labels)
-        reconstruction, kl = ops.mean(reconstruction), ops.mean(kl)
-        return self._update(reconstruction + self.beta * kl, reconstruction, kl)
+        return per_replica(reconstruction + ops.cast(weight, "float32") * kl)
 
     def get_config(self):
         return {
@@ -373,8 +378,8 @@ class DenseVAE(VAE):
         x = vector
         for units in reversed(self.hidden_units):
             x = layers.Dense(units, activation="relu")(x)
-        x = layers.Dense(int(np.prod(self.image_shape)), name="logits")(x)
-        return layers.Reshape(self.image_shape)(x)
+        x = layers.Dense(int(np.prod(self.image_shape)), name="logits", dtype="float32")(x)
+        return layers.Reshape(self.image_shape, dtype="float32")(x)
 
     def get_config(self):
         return {**super().get_config(), "hidden_units": self.hidden_units}
@@ -396,7 +401,7 @@ class ConvVAE(VAE):
     TensorShape([2, 28, 28, 1])
     """
 
-    def __init__(self, image_shape, latent_dim, filters=(32, 64), dense_units=128, **kwargs):
+    def __init__(self, image_shape, latent_dim, filters=(32, 64), dense_units=512, **kwargs):
         self.filters = tuple(filters)
         self.dense_units = int(dense_units)
         height, width, _ = image_shape
@@ -428,7 +433,9 @@ class ConvVAE(VAE):
         widths = [*reversed(self.filters[:-1]), max(self.filters[0] // 2, 8)]
         for channels in widths:
             x = layers.Conv2DTranspose(channels, 3, strides=2, padding="same", activation="relu")(x)
-        return layers.Conv2D(self.image_shape[-1], 3, padding="same", name="logits")(x)
+        return layers.Conv2D(
+            self.image_shape[-1], 3, padding="same", name="logits", dtype="float32"
+        )(x)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "dense_units": self.dense_units}
