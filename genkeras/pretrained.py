@@ -13,9 +13,9 @@ imported (the import registers the model classes).
 
 Fine-tuning: the models load uncompiled; compile, then fit.
 
-* VAEs (`vae`, `conv_vae`, `cvae`) have their own `train_step` (ELBO): `model.compile(
-  optimizer=keras.optimizers.Adam(1e-4))` then `model.fit(images)` (the cvae:
-  `model.fit(images, labels)`, or a tf.data set of `(images, labels)` batches).
+* VAEs (`vae`, `conv_vae`, `cvae`) compute their own loss (the negative ELBO):
+  `model.compile(optimizer=keras.optimizers.Adam(1e-4))` then `model.fit(images)` (the cvae:
+  `model.fit((images, labels))`, or a tf.data set of `((images, labels),)` batches).
 * Autoencoders (`dense_ae`, `conv_ae`, `denoising_ae`): `model.compile(optimizer="adam",
   loss="binary_crossentropy")` then `model.fit(images, images)`.
 * `pca` is fitted in closed form (`model.fit_closed_form(batches)`), not by gradient descent.

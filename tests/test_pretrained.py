@@ -38,12 +38,13 @@ def test_files_hold_weights_only():
 
 @pytest.mark.parametrize("name", ["conv_vae", "conv_ae", "pca"])
 def test_same_numbers_as_the_served_savedmodel(name):
-    """The shipped file and savedmodels/NAME/1 are the same model."""
+    """The shipped file and the newest savedmodels/NAME/VERSION (the served one) agree."""
     import tensorflow as tf
 
-    export = ROOT / "savedmodels" / name / "1"
-    if not export.exists():
+    versions = [p for p in (ROOT / "savedmodels" / name).glob("*") if p.name.isdigit()]
+    if not versions:
         pytest.skip("no SavedModel exported")
+    export = max(versions, key=lambda p: int(p.name))
     model = pretrained.load(name)
     z = np.random.default_rng(0).normal(size=(3, model.latent_dim)).astype("float32")
     served = tf.saved_model.load(str(export)).signatures["decode"](z=tf.constant(z))["images"]
