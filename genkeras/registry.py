@@ -37,7 +37,7 @@ class ModelSpec:
         build: `build(image_shape, latent_dim, **options) -> keras.Model`.
         view: how the model sees the data (noise, binarization, labels, targets): a
             `View`, or `view(options) -> View` when it depends on the model's options.
-        loss: loss for `compile`; None when the model's own `train_step` computes it.
+        loss: loss for `compile`; None when the model computes its own (`compute_loss`).
         closed_form: fit with `model.fit_closed_form(batches)` instead of `model.fit`.
         signatures: exported signature names (see `genkeras.export.SIGNATURES`).
         default_signature: the signature `serving_default` repeats.
