@@ -105,14 +105,11 @@ def steps_per_execution(requested: int, strategy) -> int:
 
 def worker_index() -> int:
     """This process's index in TF_CONFIG's cluster (0, the chief, when there is no cluster)."""
-    task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {})
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = tf_config.get("task", {})
     if task.get("type") == "chief":
         return 0
-    return int(task.get("index", 0)) + (1 if "chief" in _cluster() else 0)
-
-
-def _cluster() -> dict:
-    return json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+    return int(task.get("index", 0)) + (1 if "chief" in tf_config.get("cluster", {}) else 0)
 
 
 def scope(strategy):

@@ -126,6 +126,20 @@ def test_multi_worker_without_tf_config_names_the_fix(tmp_path):
     assert "TF_CONFIG" in done.stderr and '"cluster"' in done.stderr
 
 
+def test_a_strategy_under_jax_names_the_fix(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "train.py", *TINY_RUN, "--strategy", "mirrored"]
+        + ["--output-dir", str(tmp_path)],
+        cwd=ROOT,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2
+    assert "KERAS_BACKEND=tensorflow" in done.stderr and not (tmp_path / "dense_ae").exists()
+
+
 def test_mixed_precision_keeps_outputs_and_losses_float32(tmp_path):
     done = run_python(
         """
