@@ -12,8 +12,11 @@ batch already in memory (the model's own speed: the pipeline starves it if this 
 with XLA, and with several steps per execution.
 
 `time-to-quality`: wall-clock training seconds until conv_vae's validation negative ELBO
-(nats, on 2,000 dynamically binarized validation digits, evaluated every 100 steps with the
-clock stopped) first drops below the target (100 nats).
+(nats, on 2,000 binarized validation digits, evaluated every 12,800 training images with the
+clock stopped) first drops below the target (100 nats). The genkeras side trains the way
+`train.py --model conv_vae` does (its model, initialisation, learning rate, warm-up, weight
+average, input pipeline with one iterator for the run, steps per execution) and is validated
+as train.py validates (on the averaged weights); flags change one thing at a time.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ import numpy as np
 import tensorflow as tf
 from reference_recipe import reference_autoencoder, reference_vae
 
-from genkeras import data
+from genkeras import data, scale, training
+from genkeras.callbacks import LearningRateWarmup
 from genkeras.models.autoencoders import ConvAutoencoder
 from genkeras.models.vae import ConvVAE, bernoulli_log_likelihood, gaussian_kl
 
@@ -134,29 +138,28 @@ def negative_elbo(encoder, decoder_logits, images, seed=0):
 
 
 class TimeToQuality(keras.callbacks.Callback):
-    """Stops when the validation negative ELBO first drops below `target`; the clock pauses
-    while it evaluates."""
+    """Stops when the validation negative ELBO first drops below `target`, evaluated each time
+    the optimizer passes another `every` steps; the clock pauses while it evaluates."""
 
     def __init__(self, evaluate, target, every=100, max_seconds=1800):
         super().__init__()
-        self.evaluate, self.target, self.every, self.max_seconds = (
-            evaluate,
-            target,
-            every,
-            max_seconds,
-        )
+        self.evaluate, self.target, self.every = evaluate, target, every
+        self.max_seconds = max_seconds
         self.seconds, self.curve, self.reached = 0.0, [], None
 
     def on_train_begin(self, logs=None):
-        self.steps, self.clock = 0, time.perf_counter()
+        self.next_evaluation, self.clock = self.every, time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
-        self.steps += 1
-        if self.steps % self.every:
+        # The optimizer's count, not `batch`: with several steps per execution Keras calls
+        # this once per execution.
+        steps = int(self.model.optimizer.iterations.numpy())
+        if steps < self.next_evaluation:
             return
+        self.next_evaluation += self.every
         self.seconds += time.perf_counter() - self.clock
         value = self.evaluate()
-        self.curve.append((self.steps, round(self.seconds, 1), round(value, 2)))
+        self.curve.append(f"{steps} steps, {self.seconds:.1f} s: {value:.2f}")
         if value < self.target and self.reached is None:
             self.reached = self.seconds
         if self.reached is not None or self.seconds > self.max_seconds:
@@ -164,57 +167,96 @@ class TimeToQuality(keras.callbacks.Callback):
         self.clock = time.perf_counter()
 
 
-def time_to_quality(
-    target, max_minutes, learning_rate, batch_size, anneal_steps, mixed=False, reference=True
-):
+def reference_run(digits, target, max_seconds, seed):
+    """The keras.io recipe's time to `target`: a finished `TimeToQuality` meter."""
+    keras.utils.set_random_seed(seed)
+    model = reference_vae(architecture("conv_vae"))
+    logits = model.decoder.layers[0]
+    meter = TimeToQuality(
+        lambda: negative_elbo(model.encoder, logits, digits), target, 100, max_seconds
+    )
+    images = train_arrays(binarized=True)
+    model.fit(images, epochs=1000, batch_size=BATCH, callbacks=[meter], verbose=0)
+    return meter
+
+
+def genkeras_run(digits, target, max_seconds, seed, config, initialize):
+    """train.py's recipe in `config` (model, initialisation, optimizer, warm-up, weight
+    average, pipeline), validated the way train.py validates."""
+    spec, _, view, options = training.resolve(config)
+    keras.utils.set_random_seed(seed)
+    model = training.build_model(config, spec, view, options, initialize=initialize)
+    averaged = keras.callbacks.SwapEMAWeights()
+    averaged.set_model(model)
+
+    def evaluate():
+        if config.ema_momentum:
+            averaged.on_test_begin()
+        value = negative_elbo(model.encoder, model.decoder, digits)
+        if config.ema_momentum:
+            averaged.on_test_end()
+        return value
+
+    every = max(1, round(100 * BATCH / config.batch_size))  # every 12,800 images
+    meter = TimeToQuality(evaluate, target, every, max_seconds)
+    warmup = [LearningRateWarmup(config.warmup_steps)] if config.warmup_steps else []
+    train = training.batches(config, view, "train", shuffle=True)
+    batches, steps_per_epoch = training.endless(train)
+    model.fit(
+        batches,
+        steps_per_epoch=steps_per_epoch,
+        epochs=1000,
+        callbacks=[*warmup, meter],
+        verbose=0,
+    )
+    return meter
+
+
+def time_to_quality(target, max_minutes, config, initialize=True, reference=True, repeats=1):
+    """Seconds to `target` nats, `repeats` runs (seeds 0, 1, ...) of the reference and of
+    train.py's recipe in `config`; ratios of the medians."""
     digits = validation_digits()
+    max_seconds = max_minutes * 60
     runs = {}
     if reference:
-        keras.utils.set_random_seed(0)
-        model = reference_vae(architecture("conv_vae"))
-        logits = model.decoder.layers[0]
-        meter = TimeToQuality(
-            lambda: negative_elbo(model.encoder, logits, digits),
-            target,
-            max_seconds=max_minutes * 60,
-        )
-        model.fit(
-            train_arrays(binarized=True),
-            epochs=1000,
-            batch_size=BATCH,
-            callbacks=[meter],
-            verbose=0,
-        )
-        runs["reference (keras.io recipe)"] = meter
-
-    keras.utils.set_random_seed(0)
-    if mixed:  # what --mixed-precision picks without a GPU
-        keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
-    model = architecture("conv_vae")
-    rate = learning_rate
-    if anneal_steps:  # what --time-budget does by the clock, here by the step
-        rate = keras.optimizers.schedules.CosineDecay(learning_rate, anneal_steps, alpha=0.05)
-    model.compile(optimizer=keras.optimizers.Adam(rate))
-    meter = TimeToQuality(
-        lambda: negative_elbo(model.encoder, model.decoder, digits),
-        target,
-        every=max(1, round(100 * BATCH / batch_size)),
-        max_seconds=max_minutes * 60,
+        runs["reference (keras.io recipe)"] = [
+            reference_run(digits, target, max_seconds, seed) for seed in range(repeats)
+        ]
+    if config.mixed_precision:  # the genkeras side only: the reference has run
+        keras.mixed_precision.set_dtype_policy(scale.mixed_precision_policy())
+    meters = [
+        genkeras_run(digits, target, max_seconds, seed, config, initialize)
+        for seed in range(repeats)
+    ]
+    recipe = (
+        f"Adam {config.learning_rate:g}, warm-up {config.warmup_steps} steps, "
+        f"weight average {config.ema_momentum:g}, "
+        f"batch {config.batch_size}, output bias {'from the data' if initialize else 'zero'}, "
+        f"{keras.mixed_precision.dtype_policy().name}, "
+        f"{config.steps_per_execution} steps per execution"
     )
-    model.fit(genkeras_batches(True, batch_size), epochs=1000, callbacks=[meter], verbose=0)
-    schedule = f", cosine over {anneal_steps} steps" if anneal_steps else ""
-    schedule += ", mixed_bfloat16" if mixed else ""
-    runs[f"genkeras (tf.data, Adam {learning_rate:g}{schedule}, batch {batch_size})"] = meter
+    runs[f"genkeras ({recipe})"] = meters
 
-    base = runs["reference (keras.io recipe)"].reached if reference else None
-    report = {
-        name: {
-            "seconds_to_target": None if m.reached is None else round(m.reached, 1),
-            "ratio": None if m.reached is None or base is None else round(m.reached / base, 2),
-            "curve (steps, seconds, negative ELBO)": m.curve,
+    def median(meters):
+        times = [m.reached for m in meters]
+        return None if None in times else float(np.median(times))
+
+    base = median(runs["reference (keras.io recipe)"]) if reference else None
+    report = {}
+    for name, meters in runs.items():
+        middle = median(meters)
+        report[name] = {
+            "seconds_to_target (median)": None if middle is None else round(middle, 1),
+            "ratio (medians)": None if middle is None or base is None else round(middle / base, 2),
+            "runs": [
+                {
+                    "seed": seed,
+                    "seconds_to_target": None if m.reached is None else round(m.reached, 1),
+                    "curve (negative ELBO, nats)": m.curve,
+                }
+                for seed, m in enumerate(meters)
+            ],
         }
-        for name, m in runs.items()
-    }
     print(json.dumps({"target_nats": target, **report}, indent=2), flush=True)
     return report
 
@@ -223,26 +265,41 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["throughput", "time-to-quality"])
     parser.add_argument("--steps", type=int, default=200, help="throughput: steps per variant")
-    parser.add_argument("--target", type=float, default=100.0)
-    parser.add_argument("--max-minutes", type=float, default=20.0)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--anneal-steps", type=int, default=1200, help="0 = constant rate")
-    parser.add_argument("--mixed-precision", action="store_true")
-    parser.add_argument("--skip-reference", action="store_true")
-    parser.add_argument("--batch-size", type=int, default=BATCH)
+    time_options = parser.add_argument_group("time to quality (genkeras side; train.py flags)")
+    time_options.add_argument("--target", type=float, default=100.0)
+    time_options.add_argument("--max-minutes", type=float, default=20.0)
+    time_options.add_argument("--learning-rate", type=float, help="default: train.py's")
+    time_options.add_argument("--warmup-steps", type=int, help="default: train.py's")
+    time_options.add_argument("--ema-momentum", type=float, help="default: train.py's")
+    time_options.add_argument("--batch-size", type=int, default=BATCH)
+    time_options.add_argument("--steps-per-execution", type=int, default=8)
+    time_options.add_argument("--mixed-precision", action="store_true")
+    time_options.add_argument(
+        "--zero-output-bias", action="store_true", help="skip the data-dependent initialisation"
+    )
+    time_options.add_argument("--skip-reference", action="store_true")
+    time_options.add_argument("--repeats", type=int, default=1, help="runs per recipe (seeds)")
     args = parser.parse_args()
     if args.what == "throughput":
         throughput(args.steps)
-    else:
-        time_to_quality(
-            args.target,
-            args.max_minutes,
-            args.learning_rate,
-            args.batch_size,
-            args.anneal_steps,
-            mixed=args.mixed_precision,
-            reference=not args.skip_reference,
-        )
+        return
+    config = training.TrainConfig(
+        model="conv_vae",
+        learning_rate=args.learning_rate,
+        warmup_steps=args.warmup_steps,
+        ema_momentum=args.ema_momentum,
+        batch_size=args.batch_size,
+        steps_per_execution=args.steps_per_execution,
+        mixed_precision=args.mixed_precision,
+    )
+    time_to_quality(
+        args.target,
+        args.max_minutes,
+        config,
+        initialize=not args.zero_output_bias,
+        reference=not args.skip_reference,
+        repeats=args.repeats,
+    )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 import keras
 
 from genkeras import data, scale
-from genkeras.callbacks import EpochSeconds, TimeBudget
+from genkeras.callbacks import EpochSeconds, LearningRateWarmup, TimeBudget
 from genkeras.export import export_model
 from genkeras.registry import UnknownModelError, available_models, get_spec
 
@@ -34,6 +34,8 @@ class TrainConfig:
     batch_size: int | None = None
     latent_dim: int | None = None
     learning_rate: float | None = None
+    warmup_steps: int | None = None
+    ema_momentum: float | None = None
     noise: str | None = None
     seed: int = 0
     output_dir: str = "runs"
@@ -61,11 +63,21 @@ class TrainResult:
     pictures: list
 
 
+DEFAULTS_FROM_SPEC = (
+    "epochs",
+    "batch_size",
+    "latent_dim",
+    "learning_rate",
+    "warmup_steps",
+    "ema_momentum",
+)
+
+
 def resolve(config: TrainConfig):
     """Fills the model's defaults into `config`; returns `(spec, dataset info, view, options)`."""
     spec = get_spec(config.model)
     info = data.dataset_info(config.dataset or spec.dataset)
-    for field in ("epochs", "batch_size", "latent_dim", "learning_rate"):
+    for field in DEFAULTS_FROM_SPEC:
         if getattr(config, field) is None:
             setattr(config, field, getattr(spec, field))
     config.dataset = info.name
@@ -95,12 +107,27 @@ def batches(config, view, split, *, shuffle):
     return scale.shard_by_data(ds) if config.strategy == "multi-worker" else ds
 
 
-def example_inputs(config, view):
-    """Two training inputs, shaped as the model receives them (images, or images and labels)."""
+def endless(ds):
+    """`(ds.repeat(), batches in one pass)`, or `(ds, None)` when the count is unknown.
+
+    Given the steps per epoch, Keras keeps one iterator for the whole run instead of starting
+    a new one every epoch, which stalled 3 of 5 conv_vae epochs by 17-20 s each on the 2-core
+    machine (an epoch takes 20 s; docs/benchmarks.md, "Time to quality"). Every pass over the
+    repeated data covers the split once, reshuffled. Keras then runs whole executions: with N
+    steps per execution an epoch is rounded up to a multiple of N steps (MNIST, batch 128, N 8:
+    432 steps for 430 batches), and the next epoch goes on from there.
+    """
+    count = int(ds.cardinality())
+    return (ds.repeat(), count) if count > 0 else (ds, None)
+
+
+def example_inputs(config, view, count=2):
+    """The first `count` training inputs, shaped as the model receives them (images, or images
+    and labels), unshuffled: every worker of a cluster gets the same ones."""
     ds = data.load_split(
-        config.dataset, "train", manual_dir=config.manual_dir, data_dir=config.data_dir, limit=2
+        config.dataset, "train", manual_dir=config.manual_dir, data_dir=config.data_dir, limit=count
     )
-    first = next(iter(data.pipeline(ds, view, batch_size=2, shuffle=False, cache=False)))
+    first = next(iter(data.pipeline(ds, view, batch_size=count, shuffle=False, cache=False)))
     first = keras.tree.map_structure(lambda tensor: tensor.numpy(), first)  # for any backend
     return first[0] if view.targets else first
 
@@ -114,8 +141,12 @@ def logged_epochs(run_dir: Path) -> tuple[int, float]:
 
 def callbacks(config, run_dir: Path, resuming: bool, extra=()):
     """Backup first, so a run killed right after an epoch's log line resumes after that epoch;
-    EpochSeconds before CSVLogger, which writes the logs it has added to."""
+    EpochSeconds before CSVLogger, which writes the logs it has added to. With a weight
+    average (`ema_momentum`), validation runs on the averaged weights, and from the end of each
+    epoch to the start of the next the model holds them: the backup saves the raw weights
+    before the swap, early stopping keeps (and finally restores) the best averaged ones."""
     budget = [TimeBudget(config.time_budget)] if config.time_budget > 0 else []
+    warmup = [LearningRateWarmup(config.warmup_steps)] if config.warmup_steps else []
     # The time budget's cosine owns the learning rate; otherwise halve it on plateaus.
     plateau = keras.callbacks.ReduceLROnPlateau(
         monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5
@@ -123,8 +154,10 @@ def callbacks(config, run_dir: Path, resuming: bool, extra=()):
     return [
         *extra,
         *budget,
+        *warmup,  # after the budget, whose rate it overrides while ramping; before the backup
         EpochSeconds(),
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema_momentum else []),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=config.patience, restore_best_weights=True
@@ -145,19 +178,19 @@ def train(config: TrainConfig) -> TrainResult:
     evaluates, draws and exports; the other workers keep their logs and weights in
     `output_dir/NAME/worker-I/`.
     """
-    spec, info, view, options = resolve(config)
+    spec, _, view, options = resolve(config)
     # Multi-worker collectives must be set up before any other TensorFlow work.
     strategy = scale.make_strategy(config.strategy)
     previous_policy = keras.mixed_precision.dtype_policy()
     if config.mixed_precision:
         keras.mixed_precision.set_dtype_policy(scale.mixed_precision_policy())
     try:
-        return _train(config, spec, info, view, options, strategy)
+        return _train(config, spec, view, options, strategy)
     finally:
         keras.mixed_precision.set_dtype_policy(previous_policy)
 
 
-def _train(config, spec, info, view, options, strategy) -> TrainResult:
+def _train(config, spec, view, options, strategy) -> TrainResult:
     keras.utils.set_random_seed(config.seed)
     worker = scale.worker_index() if config.strategy == "multi-worker" else 0
     run_dir = Path(config.output_dir) / spec.name
@@ -166,18 +199,14 @@ def _train(config, spec, info, view, options, strategy) -> TrainResult:
     run_dir.mkdir(parents=True, exist_ok=True)
     resuming = (run_dir / "backup").exists()
 
-    train_batches = batches(config, view, "train", shuffle=True)
+    train_batches, steps_per_epoch = batches(config, view, "train", shuffle=True), None
     steps_per_execution = scale.steps_per_execution(config.steps_per_execution, strategy)
-    with scale.scope(strategy):
-        model = spec.build(info.image_shape, config.latent_dim, **options)
-        model(example_inputs(config, view))  # builds the weights, whatever the model's inputs
-        if not spec.closed_form:
-            model.compile(
-                optimizer=keras.optimizers.Adam(config.learning_rate),
-                loss=spec.loss,
-                jit_compile=scale.jit_compile(config.jit_compile),
-                steps_per_execution=steps_per_execution,
-            )
+    if not spec.closed_form:
+        train_batches, steps_per_epoch = endless(train_batches)
+        steps_per_execution = min(steps_per_execution, steps_per_epoch or steps_per_execution)
+    model = build_model(
+        config, spec, view, options, strategy, steps_per_execution, initialize=not resuming
+    )
     if config.strategy == "multi-worker":
         scale.work_around_multi_worker_fit(model, next(iter(train_batches)))
     if spec.closed_form:
@@ -187,6 +216,8 @@ def _train(config, spec, info, view, options, strategy) -> TrainResult:
     else:
         history = model.fit(
             train_batches,
+            steps_per_epoch=steps_per_epoch,
+            # Not repeated: whole executions would validate on a shifting window of batches.
             validation_data=batches(config, view, "validation", shuffle=False),
             epochs=config.epochs,
             callbacks=callbacks(
@@ -219,6 +250,39 @@ def _train(config, spec, info, view, options, strategy) -> TrainResult:
     return finish(model, config, record)
 
 
+def build_model(
+    config, spec, view, options, strategy=None, steps_per_execution=None, initialize=True
+):
+    """`spec`'s model, built, initialised and compiled the way train.py trains it.
+
+    `steps_per_execution` defaults to the config's, as the strategy allows.
+
+    `initialize` (a new run) applies the model's data-dependent initialisation, if it has one:
+    a VAE's decoder starts at the mean training image (`VAE.initialize_output_bias`).
+    """
+    image_shape = data.dataset_info(config.dataset).image_shape
+    with scale.scope(strategy):
+        model = spec.build(image_shape, config.latent_dim, **options)
+        model(example_inputs(config, view))  # builds the weights, whatever the model's inputs
+        if initialize and hasattr(model, "initialize_output_bias"):
+            clean = dataclasses.replace(view, binarize=False, noise=None)
+            model.initialize_output_bias(example_inputs(config, clean, count=4096))
+        if not spec.closed_form:
+            average = bool(config.ema_momentum)
+            model.compile(
+                optimizer=keras.optimizers.Adam(
+                    config.learning_rate,
+                    use_ema=average,
+                    ema_momentum=config.ema_momentum if average else 0.99,
+                ),
+                loss=spec.loss,
+                jit_compile=scale.jit_compile(config.jit_compile),
+                steps_per_execution=steps_per_execution
+                or scale.steps_per_execution(config.steps_per_execution, strategy),
+            )
+    return model
+
+
 def finish(model, config: TrainConfig, record: dict) -> TrainResult:
     """Evaluates, draws and exports a trained model; writes `metrics.json`.
 
@@ -233,6 +297,8 @@ def finish(model, config: TrainConfig, record: dict) -> TrainResult:
         "epochs": config.epochs,
         "batch_size": config.batch_size,
         "learning_rate": config.learning_rate,
+        "warmup_steps": config.warmup_steps,
+        "ema_momentum": config.ema_momentum,
         "noise": str(view.noise) if view.noise else None,
         "binarize": view.binarize,
         "seed": config.seed,
@@ -320,6 +386,14 @@ def build_parser(spec=None, add_help=True) -> argparse.ArgumentParser:
     parser.add_argument("--latent-dim", type=int)
     parser.add_argument("--learning-rate", type=float)
     parser.add_argument(
+        "--warmup-steps", type=int, help="ramp the learning rate up over N steps (0 = off)"
+    )
+    parser.add_argument(
+        "--ema-momentum",
+        type=float,
+        help="validate and keep a moving average of the weights, e.g. 0.99 (0 = off)",
+    )
+    parser.add_argument(
         "--noise", help="corrupt inputs: gaussian:SIGMA, salt_pepper:P, mask:P or none"
     )
     parser.add_argument("--seed", type=int, default=0)
@@ -390,7 +464,15 @@ def parse_config(argv) -> TrainConfig:
             data.Noise.parse(first.noise)
     except (UnknownModelError, data.DataError, ValueError) as error:
         build_parser().error(str(error))
-    args = build_parser(spec).parse_args(argv)
+    parser = build_parser(spec)
+    args = parser.parse_args(argv)
+    if args.warmup_steps is not None and args.warmup_steps < 0:
+        parser.error(f"--warmup-steps must be >= 0 (0 = no warm-up), got {args.warmup_steps}.")
+    if args.ema_momentum is not None and not 0 <= args.ema_momentum < 1:
+        parser.error(
+            f"--ema-momentum must be in [0, 1) (0 = no average; 0.99 averages about the last "
+            f"100 steps), got {args.ema_momentum}."
+        )
     return TrainConfig(
         model=args.model,
         dataset=args.dataset,
@@ -398,6 +480,8 @@ def parse_config(argv) -> TrainConfig:
         batch_size=args.batch_size,
         latent_dim=args.latent_dim,
         learning_rate=args.learning_rate,
+        warmup_steps=args.warmup_steps,
+        ema_momentum=args.ema_momentum,
         noise=args.noise,
         seed=args.seed,
         output_dir=args.output_dir,

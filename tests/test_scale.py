@@ -170,6 +170,7 @@ def test_mixed_precision_keeps_outputs_and_losses_float32(tmp_path):
     assert np.isfinite(seen["loss"])
     card = read_json(tmp_path / "conv_vae" / "metrics.json")["hyperparameters"]
     assert card["mixed_precision"] == "mixed_bfloat16"
+    assert card["learning_rate"] == 2e-3 and card["warmup_steps"] == 300  # the VAE recipe
 
 
 def test_xla_and_steps_per_execution_train_but_exports_stay_free_of_xla(tmp_path):

@@ -53,6 +53,9 @@ def test_train_py_end_to_end_on_a_subset(tmp_path):
     )
     assert 8 < metrics["noisy_input_psnr"] < 11  # sigma 0.5, clipped: about 9.4 dB
     assert report["hyperparameters"]["noise"] == "gaussian:0.5" and report["dataset"] == "mnist"
+    assert report["hyperparameters"]["warmup_steps"] == 0  # autoencoders start at full rate
+    # 256 images in batches of 128: 2 steps per epoch, so 2 (not 8) steps per execution.
+    assert report["hyperparameters"]["steps_per_execution"] == 2
     assert (run_dir / "denoising_ae.keras").stat().st_size > 0
     assert (run_dir / "reconstructions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert epochs_logged(run_dir / "training_log.csv") == [0]
@@ -114,6 +117,15 @@ def test_unknown_names_exit_2_listing_the_valid_ones(flag, value, listed):
     result = run(args)
     assert result.returncode == 2
     assert listed in result.stderr
+
+
+@pytest.mark.parametrize(
+    "flag, value, named",
+    [("--ema-momentum", "1.5", "must be in [0, 1)"), ("--warmup-steps", "-1", "must be >= 0")],
+)
+def test_out_of_range_schedules_exit_2_naming_the_range(flag, value, named):
+    result = run([*TRAIN, "--model", "conv_vae", flag, value])
+    assert result.returncode == 2 and named in result.stderr
 
 
 def test_missing_archives_exit_2_naming_folder_and_files(tmp_path):

@@ -130,6 +130,33 @@ def test_kl_warmup_ramps_the_training_weight_and_restores_beta(mnist_batches):
     assert float(model.kl_weight.numpy()) == 2.0
 
 
+def test_output_bias_starts_the_decoder_at_the_mean_image():
+    examples = data.take_examples("mnist", "train", count=512)
+    images = examples["image"].astype("float32")  # intensities in [0, 1]
+    assert 0.05 < images.mean() < 0.3
+    mean = np.clip(images.mean(axis=0), 1e-3, 1 - 1e-3)
+    sigmoid = lambda t: 1 / (1 + np.exp(-np.asarray(t)))
+
+    dense = ConditionalVAE(SHAPE, latent_dim=4, hidden_units=(16,))  # one bias per pixel
+    dense.initialize_output_bias((images, examples["label"]))
+    bias = dense.decoder.get_layer("logits").bias.numpy().reshape(SHAPE)
+    np.testing.assert_allclose(sigmoid(bias), mean, rtol=1e-4)
+
+    keras.utils.set_random_seed(3)
+    plain = ConvVAE(SHAPE, latent_dim=4, filters=(8, 16), dense_units=0)  # one per channel
+    keras.utils.set_random_seed(3)
+    started = ConvVAE(SHAPE, latent_dim=4, filters=(8, 16), dense_units=0)
+    started.initialize_output_bias(images)
+    np.testing.assert_allclose(
+        sigmoid(started.decoder.get_layer("logits").bias.numpy()), [images.mean()], rtol=1e-4
+    )
+    # The same random network explains the digits far better starting from their mean.
+    binary = (np.random.default_rng(0).random(images.shape) < images).astype("float32")
+    before = float(keras.ops.mean(plain.elbo_terms(binary, eps=np.zeros((512, 4)))[0]))
+    after = float(keras.ops.mean(started.elbo_terms(binary, eps=np.zeros((512, 4)))[0]))
+    assert after < before - 100, (before, after)
+
+
 def test_keras_round_trip(tmp_path):
     model = ConvVAE(SHAPE, latent_dim=4, filters=(8, 16), dense_units=0, likelihood="gaussian")
     images = np.random.default_rng(0).random((3, *SHAPE)).astype("float32")

@@ -306,6 +306,26 @@ class VAE(keras.Model):
 
     # -- training -----------------------------------------------------------------------------
 
+    def initialize_output_bias(self, inputs):
+        """Starts the decoder at the data's mean image instead of uniform grey.
+
+        Sets the bias of the decoder's `logits` layer to logit(mean pixel): one value per pixel
+        where the layer has one per pixel (DenseVAE), one per channel otherwise (ConvVAE). The
+        first steps then learn strokes rather than the background, which saves conv_vae about
+        a fifth of its steps to 100 nats (docs/benchmarks.md). train.py calls it on new runs.
+
+        Args:
+            inputs: model inputs (images in [0, 1], or `(images, labels)`), e.g. the first
+                few thousand training images, before binarization.
+        """
+        images, _ = self._unpack(inputs)
+        mean = ops.mean(ops.cast(images, "float32"), axis=0)
+        bias = self.decoder.get_layer("logits").bias
+        if bias.shape[0] != int(np.prod(self.image_shape)):
+            mean = ops.mean(ops.reshape(mean, (-1, self.image_shape[-1])), axis=0)
+        mean = ops.clip(ops.reshape(mean, bias.shape), 1e-3, 1.0 - 1e-3)
+        bias.assign(ops.cast(ops.log(mean) - ops.log1p(-mean), bias.dtype))
+
     def _unpack(self, data):
         """Batches are `images`, or `(images, labels)` for a conditional model."""
         if isinstance(data, dict):
