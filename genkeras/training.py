@@ -111,8 +111,8 @@ def endless(ds):
     """`(ds.repeat(), batches in one pass)`, or `(ds, None)` when the count is unknown.
 
     Given the steps per epoch, Keras keeps one iterator for the whole run instead of starting
-    a new one every epoch, which stalled 3 of 5 conv_vae epochs by 17-20 s each on the 2-core
-    machine (an epoch takes 20 s; docs/benchmarks.md, "Time to quality"). Every pass over the
+    a new one every epoch, which stalls some conv_vae epochs by about 20 s on the 2-core
+    machine (an epoch takes 20 s; benchmarks/epoch_boundaries.py). Every pass over the
     repeated data covers the split once, reshuffled. Keras then runs whole executions: with N
     steps per execution an epoch is rounded up to a multiple of N steps (MNIST, batch 128, N 8:
     432 steps for 430 batches), and the next epoch goes on from there.
