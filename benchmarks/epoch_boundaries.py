@@ -47,12 +47,12 @@ class EpochClock(keras.callbacks.Callback):
 
 def run(repeated: bool, epochs: int):
     config = training.TrainConfig(model="conv_vae")
-    spec, _, view, options = training.resolve(config)
+    resolved = training.resolve(config)
     keras.utils.set_random_seed(0)
-    model = training.build_model(config, spec, view, options)
+    model = training.build_model(resolved)
     digits = validation_digits()
     clock = EpochClock(lambda: negative_elbo(model.encoder, model.decoder, digits))
-    batches = training.batches(config, view, "train", shuffle=True)
+    batches = training.batches(config, resolved.view, "train", shuffle=True)
     steps = None
     if repeated:
         batches, steps = training.endless(batches)

@@ -22,7 +22,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from genkeras import autoregressive, data  # noqa: E402
+from genkeras import data  # noqa: E402
+from genkeras.evaluation.outliers import auroc  # noqa: E402
+from genkeras.pictures.pixel import bits_per_dim_histogram  # noqa: E402
 
 
 def scores(model, name, limit, binarize):
@@ -50,14 +52,14 @@ def main():
     dims = math.prod(model.image_shape) * math.log(2.0)
     bpd = {"MNIST test": -inliers / dims, "Fashion-MNIST test": -outliers / dims}
     result = {
-        "auroc_mnist_vs_fashion_mnist": autoregressive.auroc(inliers, outliers),
+        "auroc_mnist_vs_fashion_mnist": auroc(inliers, outliers),
         "mnist_nll_nats": float(-inliers.mean()),
         "fashion_mnist_nll_nats": float(-outliers.mean()),
         "mnist_bits_per_dim": float(bpd["MNIST test"].mean()),
         "fashion_mnist_bits_per_dim": float(bpd["Fashion-MNIST test"].mean()),
         "images_per_set": int(len(inliers)),
     }
-    autoregressive.bits_per_dim_histogram(
+    bits_per_dim_histogram(
         bpd,
         args.png,
         title=f"PixelCNN per-image bits/dim (AUROC {result['auroc_mnist_vs_fashion_mnist']:.3f})",

@@ -18,8 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from genkeras import autoregressive  # noqa: E402
-from genkeras.models.pixelcnn import PixelCNN  # noqa: E402
+from genkeras.models.pixel import PixelCNN, samplers  # noqa: E402
 
 
 def main():
@@ -35,7 +34,7 @@ def main():
         model(np.zeros((1, 28, 28, 1), np.float32))
     times, images = {}, {}
     for name, fast in (("fast", True), ("naive", False)):
-        run = autoregressive.compiled_sampler(model, fast=fast)
+        run = samplers.compiled_sampler(model, fast=fast)
         run(1, args.seed, 1.0)  # trace + warm up
         started = time.perf_counter()
         images[name] = run(args.num, args.seed, 1.0).numpy()

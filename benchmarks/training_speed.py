@@ -30,10 +30,12 @@ import numpy as np
 import tensorflow as tf
 from reference_recipe import reference_autoencoder, reference_vae
 
-from genkeras import data, scale, training
-from genkeras.callbacks import LearningRateWarmup
+from genkeras import data, training
 from genkeras.models.autoencoders import ConvAutoencoder
-from genkeras.models.vae import ConvVAE, bernoulli_log_likelihood, gaussian_kl
+from genkeras.models.vae import ConvVAE
+from genkeras.models.vae.densities import bernoulli_log_likelihood, gaussian_kl
+from genkeras.training import scale
+from genkeras.training.callbacks import LearningRateWarmup
 
 BATCH = 128
 
@@ -183,9 +185,9 @@ def reference_run(digits, target, max_seconds, seed):
 def genkeras_run(digits, target, max_seconds, seed, config, initialize):
     """train.py's recipe in `config` (model, initialisation, optimizer, warm-up, weight
     average, pipeline), validated the way train.py validates."""
-    spec, _, view, options = training.resolve(config)
+    resolved = training.resolve(config)
     keras.utils.set_random_seed(seed)
-    model = training.build_model(config, spec, view, options, initialize=initialize)
+    model = training.build_model(resolved, initialize=initialize)
     averaged = keras.callbacks.SwapEMAWeights()
     averaged.set_model(model)
 
@@ -200,7 +202,7 @@ def genkeras_run(digits, target, max_seconds, seed, config, initialize):
     every = max(1, round(100 * BATCH / config.batch_size))  # every 12,800 images
     meter = TimeToQuality(evaluate, target, every, max_seconds)
     warmup = [LearningRateWarmup(config.warmup_steps)] if config.warmup_steps else []
-    train = training.batches(config, view, "train", shuffle=True)
+    train = training.batches(config, resolved.view, "train", shuffle=True)
     batches, steps_per_epoch = training.endless(train)
     model.fit(
         batches,

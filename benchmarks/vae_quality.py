@@ -7,7 +7,7 @@
 
 import sys
 
-from genkeras.vae_tools import evaluate_main
+from genkeras.commands.vae_evaluate import main
 
 if __name__ == "__main__":
-    sys.exit(evaluate_main())
+    sys.exit(main())

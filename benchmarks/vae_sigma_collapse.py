@@ -18,7 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from genkeras import data, frechet, pictures, vae_tools
+from genkeras import data
+from genkeras.evaluation import frechet
+from genkeras.evaluation.likelihood import posterior_statistics
+from genkeras.evaluation.vae_report import _test_batches, samples_for_frechet
+from genkeras.pictures.grid import save_panels
 from genkeras.training import TrainConfig, train
 
 
@@ -46,8 +50,8 @@ def main(argv=None) -> int:
         )
         result = train(config)
         model = result.model
-        stats = vae_tools.posterior_statistics(model, vae_tools._test_batches(model))
-        samples = vae_tools.samples_for_frechet(model, 10000)
+        stats = posterior_statistics(model, _test_batches(model))
+        samples = samples_for_frechet(model, 10000)
         report[f"beta={beta:g}"] = {
             "posterior_sigma_mean": stats["posterior_sigma_mean"],
             "active_units": stats["active_units"],
@@ -67,7 +71,7 @@ def main(argv=None) -> int:
         sys.argv[1:] if argv is None else argv
     )
     out.mkdir(parents=True, exist_ok=True)
-    pictures.save_panels(
+    save_panels(
         [(name, np.asarray(images)) for name, images in panels],
         out / "sigma_collapse_samples.png",
         columns=8,

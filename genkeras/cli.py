@@ -1,26 +1,26 @@
-"""The `genkeras` command: `genkeras COMMAND [ARGS]`; each command is one module's `main`."""
+"""The `genkeras` command: `genkeras COMMAND [ARGS]`. The table only; the commands live in
+`genkeras/commands/`, each a module with `main(argv) -> int`, imported when run."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-# name -> ("module:function", help). Commands import their module only when run.
+# name -> (module under genkeras.commands, help)
 COMMANDS = {
-    "train": ("genkeras.training:main", "train a model (same flags as train.py)"),
-    "models": ("genkeras.registry:print_models", "list the registered models"),
-    "compare": (
-        "genkeras.compare:main",
-        "train several models at one bottleneck and compare test MSE / PSNR",
-    ),
-    "export": ("genkeras.export:main", "export a trained .keras file as a SavedModel version"),
-    "serve": (
-        "genkeras.serving.server:main",
-        "serve SavedModels with TF Serving's REST + gRPC API",
-    ),
+    "train": ("train", "train a model (same flags as train.py)"),
+    "models": ("models", "list the registered models"),
+    "compare": ("compare", "train several models at one bottleneck and compare test MSE / PSNR"),
+    "export": ("export", "export a trained .keras file as a SavedModel version"),
+    "serve": ("serve", "serve SavedModels with TF Serving's REST + gRPC API"),
     "vae-evaluate": (
-        "genkeras.vae_tools:evaluate_main",
+        "vae_evaluate",
         "VAE figures from a .keras: IWAE NLL (k=5000), Frechet distance, AUROC",
+    ),
+    "train-classifier": ("train_classifier", "train the MNIST classifier of the Frechet distance"),
+    "explorer-data": (
+        "explorer_data",
+        "rebuild the latent explorer's bundled digits and histograms",
     ),
 }
 
@@ -28,7 +28,7 @@ COMMANDS = {
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in COMMANDS:
-        lines = "\n".join(f"  {name:<13} {text}" for name, (_, text) in COMMANDS.items())
+        lines = "\n".join(f"  {name:<17} {text}" for name, (_, text) in COMMANDS.items())
         print(
             "usage: genkeras COMMAND [ARGS]   (genkeras COMMAND --help for its flags)\n\n"
             f"commands:\n{lines}"
@@ -37,8 +37,8 @@ def main(argv=None) -> int:
             print(f"\nerror: unknown command '{argv[0]}'", file=sys.stderr)
             return 2
         return 0
-    module, function = COMMANDS[argv[0]][0].split(":")
-    return getattr(importlib.import_module(module), function)(argv[1:]) or 0
+    module = importlib.import_module(f"genkeras.commands.{COMMANDS[argv[0]][0]}")
+    return module.main(argv[1:]) or 0
 
 
 if __name__ == "__main__":

@@ -8,16 +8,26 @@ Offline machines hand TFDS the original archives through a manual folder: the fl
 `--manual-dir` or the environment variable `GENKERAS_MANUAL_DIR`, a folder with one
 subfolder per data set (`mnist/`, `fashion_mnist/`, ...) holding the files TFDS would
 download.
+TensorFlow and tensorflow-datasets are imported inside the functions that use them, so the
+data set table, `View` and `Noise` (all `train.py --help` needs) load in milliseconds.
+
+Longer than 400 lines because the whole input path, from archive to batch, reads best in one
+file: every model goes through each step of it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import socket
+import threading
+import urllib.parse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import tensorflow as tf
-import tensorflow_datasets as tfds
+if TYPE_CHECKING:  # annotations only
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
 
 MANUAL_DIR_ENV = "GENKERAS_MANUAL_DIR"
 DATA_DIR_ENV = "GENKERAS_DATA_DIR"
@@ -96,6 +106,8 @@ def manual_dir_for(name: str, manual_dir: str | os.PathLike | None = None) -> Pa
 
 def expected_archives(name: str) -> list[str]:
     """File names TFDS downloads for `name`; these are what a manual folder must hold."""
+    import tensorflow_datasets as tfds
+
     builder = tfds.builder(name)
     return sorted({info.filename for info in (builder.url_infos or {}).values()})
 
@@ -115,6 +127,8 @@ def prepare(name: str, *, manual_dir=None, data_dir=None) -> tfds.core.DatasetBu
         DataError: the data set is unknown, or it is not prepared and cannot be (no
             archives in the manual folder and no way to download them).
     """
+    import tensorflow_datasets as tfds
+
     info = dataset_info(name)
     data_dir = data_dir or os.environ.get(DATA_DIR_ENV)
     builder = tfds.builder(info.name, data_dir=data_dir)
@@ -134,15 +148,58 @@ def prepare(name: str, *, manual_dir=None, data_dir=None) -> tfds.core.DatasetBu
     # One download folder per data set: TFDS extracts archives by file name, and MNIST and
     # Fashion-MNIST share theirs, so a shared folder would hand the second one the first's pixels.
     downloads = Path(builder.data_dir_root) / "downloads" / name
-    try:
-        builder.download_and_prepare(download_dir=str(downloads), download_config=config)
-    except Exception as error:  # TFDS raises many kinds: network, checksum, permissions.
+    errors = []
+
+    def download_and_prepare():
+        try:
+            builder.download_and_prepare(download_dir=str(downloads), download_config=config)
+        except Exception as error:  # noqa: BLE001 - TFDS raises many kinds; reported below
+            errors.append(error)
+
+    worker = threading.Thread(target=download_and_prepare, daemon=True)
+    worker.start()
+    if folder is None:
+        # Offline, TFDS retries its downloads for minutes before it fails: when the download
+        # has not finished at once, a name look-up of its hosts tells in seconds.
+        worker.join(1.0)
+        if worker.is_alive() and not _download_hosts_resolve(builder):
+            raise DataError(
+                f"Data set '{name}' is not prepared and cannot be downloaded (no network). "
+                + _offline_hint(name)
+            )
+    worker.join()
+    if errors:
         raise DataError(
-            f"Could not download or prepare '{name}' ({type(error).__name__}: {error}). "
-            f"On a machine without internet access, set {MANUAL_DIR_ENV} (or --manual-dir) "
-            f"to a folder with a '{name}/' subfolder holding: {', '.join(expected_archives(name))}."
-        ) from error
+            f"Could not download or prepare '{name}' ({type(errors[0]).__name__}: {errors[0]}). "
+            "Without internet access: " + _offline_hint(name)
+        ) from errors[0]
     return builder
+
+
+def _offline_hint(name: str) -> str:
+    return (
+        f"Set {MANUAL_DIR_ENV} (or --manual-dir) to a folder with a '{name}/' subfolder "
+        f"holding: {', '.join(expected_archives(name))}."
+    )
+
+
+def _download_hosts_resolve(builder, seconds: float = 5.0) -> bool:
+    """Whether the hosts of `builder`'s download addresses resolve within `seconds`."""
+    hosts = {urllib.parse.urlsplit(u).hostname for u in (builder.url_infos or {})} - {None}
+    results = []
+
+    def look_up():
+        try:
+            for host in hosts:
+                socket.getaddrinfo(host, 443)
+            results.append(True)
+        except OSError:
+            results.append(False)
+
+    thread = threading.Thread(target=look_up, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return bool(results) and results[0]
 
 
 def load_split(name: str, split: str, *, manual_dir=None, data_dir=None, limit: int | None = None):
@@ -162,6 +219,8 @@ def load_split(name: str, split: str, *, manual_dir=None, data_dir=None, limit: 
     >>> next(iter(ds))["image"].shape
     TensorShape([28, 28, 1])
     """
+    import tensorflow as tf
+
     if split not in SPLITS:
         raise DataError(f"Unknown split '{split}'. Valid splits: {', '.join(SPLITS)}.")
     info = dataset_info(name)
@@ -173,6 +232,8 @@ def load_split(name: str, split: str, *, manual_dir=None, data_dir=None, limit: 
 
 
 def _preprocess(example, info: DatasetInfo):
+    import tensorflow as tf
+
     image = example["image"]
     if info.name == "celeb_a":
         image = center_crop_and_resize(image, info.image_shape[:2])
@@ -186,6 +247,8 @@ def _preprocess(example, info: DatasetInfo):
 
 def center_crop_and_resize(image, size):
     """Crops the largest centred square and resizes it to `size` (CelebA: 218x178 -> 64x64)."""
+    import tensorflow as tf
+
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     side = tf.minimum(height, width)
     top, left = (height - side) // 2, (width - side) // 2
@@ -230,6 +293,8 @@ class Noise:
 
     def apply(self, images, generator: tf.random.Generator):
         """Corrupts a batch of images in [0, 1]; the result stays in [0, 1]."""
+        import tensorflow as tf
+
         shape = tf.shape(images)
         if self.kind == "gaussian":
             return tf.clip_by_value(images + self.amount * generator.normal(shape), 0.0, 1.0)
@@ -242,6 +307,8 @@ class Noise:
 
 def binarize(images, generator: tf.random.Generator):
     """Dynamic binarization: each pixel becomes 1 with probability equal to its intensity."""
+    import tensorflow as tf
+
     return tf.cast(generator.uniform(tf.shape(images)) < images, images.dtype)
 
 
@@ -289,10 +356,12 @@ def pipeline(
     Returns:
         A dataset of `(inputs, targets)` pairs, or `inputs` when `view.targets` is False.
     """
+    import tensorflow as tf
+
     arrays = in_memory(ds) if cache else None
     if arrays is not None:
         # Small splits (MNIST: 170 MB) are held as one tensor and batched by gathering shuffled
-        # indices: per-example tf.data work starved the model by 20% on 2 cores.
+        # indices: per-example tf.data work would starve the model on a small CPU.
         count = int(ds.cardinality())
         indices = tf.data.Dataset.range(count)
         if shuffle:
@@ -327,6 +396,8 @@ IN_MEMORY_BYTES = 1 << 30
 def in_memory(ds: tf.data.Dataset, max_bytes: int = IN_MEMORY_BYTES):
     """The whole dataset as one structure of tensors (a batch of everything), or None when its
     size is unknown or above `max_bytes` (CelebA then streams from its cache)."""
+    import tensorflow as tf
+
     count = int(ds.cardinality())
     if count <= 0:
         return None
@@ -341,5 +412,7 @@ def in_memory(ds: tf.data.Dataset, max_bytes: int = IN_MEMORY_BYTES):
 
 def take_examples(name: str, split: str = "test", count: int = 64, **kwargs) -> dict:
     """The first `count` examples of a split as numpy arrays (for pictures and comparisons)."""
+    import tensorflow as tf
+
     ds = load_split(name, split, limit=count, **kwargs).batch(count)
     return tf.nest.map_structure(lambda tensor: tensor.numpy(), next(iter(ds)))

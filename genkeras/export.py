@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import re
 import shutil
@@ -27,7 +28,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-import genkeras
+from genkeras import __version__
 
 SIGNATURES: dict[str, Callable] = {}
 
@@ -69,117 +70,87 @@ def conditional(model) -> bool:
     return bool(getattr(model, "num_classes", 0))
 
 
-def _with_labels(model, method, default_name, first_spec):
-    """`fn(x[, labels])` calling `method(x[, labels])`; `labels` only for conditional models."""
+def endpoint(model, call, output_name, input_specs):
+    """A signature function and its input specs: `call(*inputs)`, plus the int32 `labels` [N]
+    input (passed as `labels=`, checked to lie in [0, num_classes)) when the model is
+    conditional; outputs are float32, a bare tensor named `output_name`."""
     if conditional(model):
 
-        def fn(inputs, labels):
-            return float32_outputs(method(inputs, labels), default_name)
+        def with_labels(*inputs):
+            labels = checked_labels(inputs[-1], model.num_classes)
+            return float32_outputs(call(*inputs[:-1], labels=labels), output_name)
 
-        return fn, [first_spec, labels_spec()]
+        return with_labels, [*input_specs, labels_spec()]
 
-    def fn(inputs):
-        return float32_outputs(method(inputs), default_name)
+    def without_labels(*inputs):
+        return float32_outputs(call(*inputs), output_name)
 
-    return fn, [first_spec]
+    return without_labels, list(input_specs)
+
+
+# A `sample` or `complete` answer must fit in gRPC's default message size, which TF Serving
+# and genkeras serve keep: larger batches are refused inside the graph, so that a 40-byte
+# request cannot make any server allocate without bound.
+GRPC_DEFAULT_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+def max_generated_images(model) -> int:
+    """The most images one `sample` or `complete` call may return (float32, 64 KiB spare)."""
+    return max(1, (GRPC_DEFAULT_MESSAGE_BYTES - 64 * 1024) // (4 * math.prod(model.image_shape)))
+
+
+def checked_count(count, limit: int, what: str):
+    """`count` (an int32 scalar tensor), once the graph has checked 0 <= count <= limit; out
+    of range, the call fails with INVALID_ARGUMENT naming `what` and the limit."""
+    checks = [
+        tf.debugging.assert_non_negative(count, message=f"{what} must be >= 0"),
+        tf.debugging.assert_less_equal(
+            count,
+            tf.constant(limit, count.dtype),
+            message=f"{what} must be at most {limit} (one answer must fit in a 4 MiB gRPC "
+            "message); ask in several requests",
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(count)
+
+
+def checked_labels(labels, num_classes: int):
+    """`labels` once the graph has checked each lies in [0, num_classes) (INVALID_ARGUMENT)."""
+    checks = [
+        tf.debugging.assert_non_negative(labels, message="labels must be >= 0"),
+        tf.debugging.assert_less(
+            labels,
+            tf.constant(num_classes, labels.dtype),
+            message=f"labels must be < {num_classes} (the model's number of classes)",
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(labels)
 
 
 @signature("encode")
 def _encode(model):
-    if conditional(model):
-        return _with_labels(model, model.encode, "z", image_spec(model))
-
-    def encode(images):
-        return float32_outputs(model.encode(images), "z")
-
-    return encode, [image_spec(model)]
+    """`images` [+ `labels`] -> `z` (autoencoders, PCA) or `z_mean`, `z_log_var`, `z` (VAEs)."""
+    return endpoint(model, model.encode, "z", [image_spec(model)])
 
 
 @signature("decode")
 def _decode(model):
-    if conditional(model):
-        return _with_labels(model, model.decode, "images", latent_spec(model))
-
-    def decode(z):
-        return float32_outputs(model.decode(z), "images")
-
-    return decode, [latent_spec(model)]
+    """`z` [+ `labels`] -> `images`."""
+    return endpoint(model, model.decode, "images", [latent_spec(model)])
 
 
 @signature("reconstruct")
 def _reconstruct(model):
-    if conditional(model):
-        return _with_labels(model, model.reconstruct, "images", image_spec(model))
-
-    def reconstruct(images):
-        return float32_outputs(model.reconstruct(images), "images")
-
-    return reconstruct, [image_spec(model)]
+    """`images` [+ `labels`] -> `images`."""
+    return endpoint(model, model.reconstruct, "images", [image_spec(model)])
 
 
-@signature("sample")
-def _sample(model):
-    """`num`, `seed` (int32 scalars) [+ `labels` int32 [num]] -> `images`, via `model.sample`.
-
-    Same seed, same images: models draw with `StatelessSeed(seed)`.
-    """
-    scalars = [tf.TensorSpec([], tf.int32, name="num"), tf.TensorSpec([], tf.int32, name="seed")]
-    if getattr(model, "supports_temperature", False):
-        return _sample_with_temperature(model, scalars)
-    if conditional(model):
-
-        def sample_conditional(num, seed, labels):
-            return float32_outputs(model.sample(num, seed, labels=labels), "images")
-
-        return sample_conditional, [*scalars, labels_spec()]
-
-    def sample(num, seed):
-        return float32_outputs(model.sample(num, seed), "images")
-
-    return sample, scalars
-
-
-def _sample_with_temperature(model, scalars):
-    """Pixel models: `num`, `seed`, `temperature` (float32 scalar, 1 = the model's own
-    distribution, < 1 sharper) [+ `labels`] -> `images`."""
-    scalars = [*scalars, tf.TensorSpec([], tf.float32, name="temperature")]
-    if conditional(model):
-
-        def sample_conditional(num, seed, temperature, labels):
-            images = model.sample(num, seed, temperature=temperature, labels=labels)
-            return float32_outputs(images, "images")
-
-        return sample_conditional, [*scalars, labels_spec()]
-
-    def sample(num, seed, temperature):
-        return float32_outputs(model.sample(num, seed, temperature=temperature), "images")
-
-    return sample, scalars
-
-
-@signature("complete")
-def _complete(model):
-    """`images`, `rows` (int32 scalar), `seed` (int32 scalar) [+ `labels`] -> `images`.
-
-    Keeps the first `rows` rows of each image exactly as given and samples the rest pixel by
-    pixel (temperature 1); the same seed gives the same completions. Pixel models only.
-    """
-    specs = [
-        image_spec(model),
-        tf.TensorSpec([], tf.int32, name="rows"),
-        tf.TensorSpec([], tf.int32, name="seed"),
-    ]
-    if conditional(model):
-
-        def complete_conditional(images, rows, seed, labels):
-            return float32_outputs(model.complete(images, rows, seed, labels=labels), "images")
-
-        return complete_conditional, [*specs, labels_spec()]
-
-    def complete(images, rows, seed):
-        return float32_outputs(model.complete(images, rows, seed), "images")
-
-    return complete, specs
+@signature("denoise")
+def _denoise(model):
+    """`images` -> `images` (autoencoders)."""
+    return endpoint(model, model.denoise, "images", [image_spec(model)])
 
 
 @signature("log_prob")
@@ -188,21 +159,77 @@ def _log_prob(model):
 
     VAEs give an importance-weighted estimate with k fixed at export (`log_prob_samples`).
     """
-    if conditional(model):
-        return _with_labels(model, model.log_prob, "log_prob", image_spec(model))
-
-    def log_prob(images):
-        return float32_outputs(model.log_prob(images), "log_prob")
-
-    return log_prob, [image_spec(model)]
+    return endpoint(model, model.log_prob, "log_prob", [image_spec(model)])
 
 
-@signature("denoise")
-def _denoise(model):
-    def denoise(images):
-        return float32_outputs(model.denoise(images), "images")
+@signature("sample")
+def _sample(model):
+    """`num`, `seed` (int32 scalars) [+ `temperature` float32 scalar for pixel models: 1 = the
+    model's own distribution, < 1 sharper] [+ `labels` int32 [num]] -> `images`.
 
-    return denoise, [image_spec(model)]
+    Same seed, same images: models draw with `StatelessSeed(seed)`. `num` must lie in
+    [0, `max_generated_images(model)`].
+    """
+    scalars = [tf.TensorSpec([], tf.int32, name="num"), tf.TensorSpec([], tf.int32, name="seed")]
+    limit = max_generated_images(model)
+    if getattr(model, "supports_temperature", False):
+
+        def sample(num, seed, temperature, labels=None):
+            num = checked_count(num, limit, "num")
+            return model.sample(num, seed, temperature=temperature, labels=labels)
+
+        scalars.append(tf.TensorSpec([], tf.float32, name="temperature"))
+    else:
+
+        def sample(num, seed, labels=None):
+            return model.sample(checked_count(num, limit, "num"), seed, labels=labels)
+
+    return endpoint(model, sample, "images", scalars)
+
+
+@signature("complete")
+def _complete(model):
+    """`images`, `rows` (int32 scalar), `seed` (int32 scalar) [+ `labels`] -> `images`.
+
+    Keeps the first `rows` rows of each image exactly as given and samples the rest pixel by
+    pixel (temperature 1); the same seed gives the same completions. At most
+    `max_generated_images(model)` images per call. Pixel models only.
+    """
+    specs = [
+        image_spec(model),
+        tf.TensorSpec([], tf.int32, name="rows"),
+        tf.TensorSpec([], tf.int32, name="seed"),
+    ]
+    limit = max_generated_images(model)
+
+    def complete(images, rows, seed, labels=None):
+        with tf.control_dependencies([checked_count(tf.shape(images)[0], limit, "images")]):
+            return model.complete(tf.identity(images), rows, seed, labels=labels)
+
+    return endpoint(model, complete, "images", specs)
+
+
+def remove_stale_temporaries(base: Path) -> list[Path]:
+    """Removes the `.tmp-VERSION-PID-*` folders of exports whose process no longer runs (one
+    killed mid-export leaves its folder behind); returns what it removed."""
+    removed = []
+    for folder in base.glob(".tmp-*"):
+        match = re.fullmatch(r"\.tmp-\d+-(\d+)-.*", folder.name)
+        if match is None or _process_alive(int(match.group(1))):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def next_version(base: Path) -> int:
@@ -334,7 +361,8 @@ def export_model(
         function.get_concrete_function()
         archive.add_endpoint(name, function)
 
-    temporary = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base))
+    remove_stale_temporaries(base)
+    temporary = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-{os.getpid()}-", dir=base))
     try:
         archive.write_out(str(temporary), verbose=False)
         full_card = {
@@ -343,7 +371,8 @@ def export_model(
             "description": spec.description,
             "signatures": [*spec.signatures, "serving_default"],
             "default_signature": spec.default_signature,
-            "package_version": genkeras.__version__,
+            "max_generated_images": max_generated_images(model),
+            "package_version": __version__,
             "keras_version": keras.__version__,
             "tensorflow_version": tf.__version__,
             "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -362,43 +391,3 @@ def export_model(
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return final
-
-
-def main(argv=None) -> int:
-    """`genkeras export --model NAME [--keras FILE] [--export-dir savedmodels] [--version N]`.
-
-    Exports a trained `.keras` file (default `runs/NAME/NAME.keras`) with the model card built
-    from the run's `metrics.json` beside it.
-    """
-    import argparse
-
-    from genkeras.registry import UnknownModelError, get_spec
-
-    parser = argparse.ArgumentParser(
-        prog="genkeras export", description=main.__doc__.splitlines()[0]
-    )
-    parser.add_argument("--model", required=True, help="registry name")
-    parser.add_argument("--keras", help="the .keras file (default: runs/NAME/NAME.keras)")
-    parser.add_argument("--export-dir", default="savedmodels")
-    parser.add_argument("--version", type=int, help="default: next free integer")
-    args = parser.parse_args(argv)
-    try:
-        spec = get_spec(args.model)
-    except UnknownModelError as error:
-        parser.error(str(error))
-    source = Path(args.keras or f"runs/{spec.name}/{spec.name}.keras")
-    if not source.exists():
-        parser.error(
-            f"{source} does not exist; train first (python train.py --model {spec.name}) "
-            "or pass --keras."
-        )
-    metrics = source.parent / "metrics.json"
-    card = json.loads(metrics.read_text()) if metrics.exists() else {}
-    try:
-        path = export_model(
-            keras.saving.load_model(source), spec, args.export_dir, args.version, card
-        )
-    except FileExistsError as error:
-        parser.error(str(error))
-    print(f"SavedModel: {path}")
-    return 0

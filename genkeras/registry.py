@@ -1,20 +1,47 @@
 """One table from model name to everything train.py, evaluation, export and serving need.
 
 Nothing else in genkeras branches on a model's name: to add a model, write its module under
-`genkeras/models/` and add one `ModelSpec` to `SPECS` below.
+`genkeras/models/` and add one `ModelSpec` to the table below.
+
+The table names code by `Ref("module:attribute")`, imported when first called, so reading the
+table (`genkeras models`, `train.py --help`) does not import Keras or TensorFlow.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
 
-from genkeras import autoregressive, evaluation, pictures
 from genkeras.data import Noise, View
-from genkeras.models.autoencoders import ConvAutoencoder, DenseAutoencoder
-from genkeras.models.pca import PCA
-from genkeras.models.pixelcnn import PixelCNN
-from genkeras.models.pixelrnn import PixelRNN
+
+
+class Ref:
+    """A lazy reference to a function or class, `Ref("package.module:name")`.
+
+    Calling it imports the module (once) and calls what it names; `resolve()` returns the
+    object itself.
+
+    Example:
+    >>> build = Ref("genkeras.models.pca:PCA")
+    >>> model = build((28, 28, 1), 16)          # imports genkeras.models.pca, then PCA(...)
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self._target = None
+
+    def resolve(self):
+        if self._target is None:
+            module, _, name = self.path.partition(":")
+            self._target = getattr(importlib.import_module(module), name)
+        return self._target
+
+    def __call__(self, *args, **kwargs):
+        return self.resolve()(*args, **kwargs)
+
+    def __repr__(self):
+        return f"Ref({self.path!r})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +61,7 @@ class ModelSpec:
     Attributes:
         name: registry key (`--model NAME`, `savedmodels/NAME/`).
         description: one line for `genkeras models` and error messages.
-        build: `build(image_shape, latent_dim, **options) -> keras.Model`.
+        build: `build(image_shape, latent_dim, **options) -> keras.Model` (a `Ref` to the class).
         view: how the model sees the data (noise, binarization, labels, targets): a
             `View`, or `view(options) -> View` when it depends on the model's options.
         loss: loss for `compile`; None when the model computes its own (`compute_loss`).
@@ -61,8 +88,8 @@ class ModelSpec:
     closed_form: bool = False
     signatures: tuple[str, ...] = ("encode", "decode", "reconstruct", "denoise")
     default_signature: str = "reconstruct"
-    evaluate: Callable = evaluation.reconstruction_metrics
-    pictures: Callable = pictures.reconstruction_pictures
+    evaluate: Callable = Ref("genkeras.evaluation.reconstruction:reconstruction_metrics")
+    pictures: Callable = Ref("genkeras.pictures.reconstruction:reconstruction_pictures")
     options: tuple[Option, ...] = ()
     extra_callbacks: Callable | None = None
     latent_dim: int | None = 16  # None: the model has no code vector (pixel models)
@@ -104,18 +131,19 @@ def available_models() -> list[str]:
     return list(SPECS)
 
 
-def print_models(argv=()) -> int:
-    """`genkeras models`: one line per registered model."""
+def spec_of_model(model) -> ModelSpec:
+    """The first spec that builds `model`'s class (several specs may share one class)."""
     for spec in SPECS.values():
-        print(f"{spec.name:<14} {spec.description}")
-    return 0
+        if spec.build.resolve() is type(model):
+            return spec
+    raise UnknownModelError(f"No registered model builds a {type(model).__name__}.")
 
 
 register(
     ModelSpec(
         name="pca",
         description="Principal component analysis, the linear baseline, fit in closed form.",
-        build=PCA,
+        build=Ref("genkeras.models.pca:PCA"),
         closed_form=True,
         loss=None,
         epochs=1,
@@ -126,7 +154,7 @@ register(
     ModelSpec(
         name="dense_ae",
         description="Dense autoencoder: MLP encoder, bottleneck, MLP decoder.",
-        build=DenseAutoencoder,
+        build=Ref("genkeras.models.autoencoders:DenseAutoencoder"),
         epochs=30,
     )
 )
@@ -134,7 +162,7 @@ register(
     ModelSpec(
         name="conv_ae",
         description="Convolutional autoencoder: pooling in the encoder, upsampling in the decoder.",
-        build=ConvAutoencoder,
+        build=Ref("genkeras.models.autoencoders:ConvAutoencoder"),
         epochs=20,
     )
 )
@@ -142,7 +170,7 @@ register(
     ModelSpec(
         name="denoising_ae",
         description="Convolutional autoencoder trained on noisy inputs with clean targets.",
-        build=ConvAutoencoder,
+        build=Ref("genkeras.models.autoencoders:ConvAutoencoder"),
         view=View(noise=Noise("gaussian", 0.5)),
         default_signature="denoise",
         epochs=20,
@@ -150,14 +178,7 @@ register(
 )
 
 
-# --- The VAE family (issue 3) ----------------------------------------------------------------
-from genkeras import vae_tools  # noqa: E402
-from genkeras.models.vae import (  # noqa: E402
-    ConditionalVAE,
-    ConvVAE,
-    DenseVAE,
-    kl_warmup_callbacks,
-)
+# The VAE family.
 
 VAE_OPTIONS = (
     Option("beta", float, 1.0, "weight of the KL term (1 = ELBO; 0 = no KL: sigma collapses)"),
@@ -180,13 +201,13 @@ VAE_COMMON = dict(
     loss=None,
     signatures=VAE_SIGNATURES,
     default_signature="sample",
-    evaluate=vae_tools.vae_metrics,
-    pictures=vae_tools.vae_pictures,
+    evaluate=Ref("genkeras.evaluation.likelihood:vae_metrics"),
+    pictures=Ref("genkeras.pictures.vae:vae_pictures"),
     options=VAE_OPTIONS,
-    extra_callbacks=kl_warmup_callbacks,
+    extra_callbacks=Ref("genkeras.models.vae.warmup:kl_warmup_callbacks"),
     epochs=30,
     # Twice Adam's default rate after a short warm-up, weights averaged over about the last 100
-    # steps: conv_vae reaches 100 nats in less than half the time of Adam 1e-3 alone
+    # steps: conv_vae reaches a given loss in less than half the time of Adam 1e-3 alone
     # (docs/benchmarks.md, "Time to quality").
     learning_rate=2e-3,
     warmup_steps=300,
@@ -196,7 +217,7 @@ register(
     ModelSpec(
         name="vae",
         description="Variational autoencoder, MLP encoder/decoder (2-D latent for the manifold).",
-        build=DenseVAE,
+        build=Ref("genkeras.models.vae.networks:DenseVAE"),
         view=vae_view(),
         latent_dim=2,
         **VAE_COMMON,
@@ -206,7 +227,7 @@ register(
     ModelSpec(
         name="conv_vae",
         description="Convolutional variational autoencoder, Bernoulli decoder on binarized pixels.",
-        build=ConvVAE,
+        build=Ref("genkeras.models.vae.networks:ConvVAE"),
         view=vae_view(),
         latent_dim=32,
         **VAE_COMMON,
@@ -216,7 +237,7 @@ register(
     ModelSpec(
         name="cvae",
         description="Conditional VAE p(x | y): encoder and decoder see the class label.",
-        build=ConditionalVAE,
+        build=Ref("genkeras.models.vae.networks:ConditionalVAE"),
         view=vae_view(labels=True),
         latent_dim=16,
         **VAE_COMMON,
@@ -224,7 +245,7 @@ register(
 )
 
 
-# Autoregressive pixel models (issue 4): exact likelihood, pixel-by-pixel sampling.
+# Autoregressive pixel models: exact likelihood, pixel-by-pixel sampling.
 _PIXEL_OPTIONS = (
     Option("likelihood", str, "bernoulli", "bernoulli (binarized pixels) or categorical (256-way)"),
     Option("num_classes", int, 0, "> 0: class-conditional on the data set's labels"),
@@ -249,8 +270,8 @@ PIXEL_COMMON = dict(
     loss=None,
     signatures=("sample", "log_prob", "complete"),
     default_signature="log_prob",
-    evaluate=autoregressive.likelihood_metrics,
-    pictures=autoregressive.pixel_pictures,
+    evaluate=Ref("genkeras.evaluation.likelihood:likelihood_metrics"),
+    pictures=Ref("genkeras.pictures.pixel:pixel_pictures"),
     latent_dim=None,
     epochs=6,
     batch_size=64,
@@ -260,7 +281,7 @@ register(
     ModelSpec(
         name="pixelcnn",
         description="Gated PixelCNN: masked vertical + horizontal stacks, exact likelihood.",
-        build=PixelCNN,
+        build=Ref("genkeras.models.pixel.pixelcnn:PixelCNN"),
         options=_PIXEL_OPTIONS,
         **PIXEL_COMMON,
     )
@@ -269,7 +290,7 @@ register(
     ModelSpec(
         name="pixelrnn",
         description="PixelRNN (Row LSTM): rows scanned by an LSTM, exact likelihood, sampling.",
-        build=PixelRNN,
+        build=Ref("genkeras.models.pixel.pixelrnn:PixelRNN"),
         options=(
             *_PIXEL_OPTIONS[:2],
             Option("filters", int, 32, "hidden units per Row LSTM layer"),

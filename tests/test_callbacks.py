@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from genkeras import data
-from genkeras.callbacks import LearningRateWarmup, TimeBudget
 from genkeras.training import TrainConfig, train
+from genkeras.training.callbacks import LearningRateWarmup, TimeBudget
 
 
 class RecordRate(keras.callbacks.Callback):

@@ -1,6 +1,8 @@
 """SavedModel export: the signature contract, atomic versions, cards, TF-Serving-safe graphs."""
 
 import json
+import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -129,3 +131,18 @@ def test_no_weight_is_stored_twice(exported):
         if "OBJECT_GRAPH" not in key
     )
     assert 0 < stored <= sum(np.prod(w.shape) for w in model.weights)
+
+
+def test_an_export_removes_folders_left_by_killed_exports(tmp_path):
+    spec = get_spec("pca")
+    model = spec.build((28, 28, 1), 2)
+    base = tmp_path / "pca"
+    base.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs
+    stale = base / f".tmp-1-{dead.pid}-abc"
+    alive = base / f".tmp-2-{os.getpid()}-def"  # an export still running: left alone
+    for folder in (stale, alive):
+        (folder / "variables").mkdir(parents=True)
+    path = export_model(model, spec, tmp_path, version=1)
+    assert path.name == "1" and not stale.exists() and alive.exists()

@@ -14,10 +14,8 @@ import pytest
 import tensorflow as tf
 from conftest import ROOT, run_python
 
-from genkeras import autoregressive
 from genkeras.export import export_model
-from genkeras.models.pixelcnn import PixelCNN
-from genkeras.models.pixelrnn import PixelRNN
+from genkeras.models.pixel import PixelCNN, PixelRNN, samplers
 from genkeras.registry import get_spec
 
 TINY = {"filters": 8, "num_layers": 2, "hidden": 8}
@@ -91,8 +89,8 @@ def test_categorical_log_prob_and_bits_per_dim():
 )
 def test_sampling_is_deterministic_per_seed_and_fast_equals_naive(cls, likelihood):
     model = build(cls, (5, 4, 1), likelihood)
-    fast = autoregressive.compiled_sampler(model, fast=True)
-    naive = autoregressive.compiled_sampler(model, fast=False)
+    fast = samplers.compiled_sampler(model, fast=True)
+    naive = samplers.compiled_sampler(model, fast=False)
     first, again, other = fast(6, 7, 1.0).numpy(), fast(6, 7, 1.0).numpy(), fast(6, 8, 1.0).numpy()
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
@@ -173,12 +171,10 @@ def test_signatures_in_a_fresh_tensorflow_process(tmp_path):
     np.testing.assert_array_equal(out["complete"], model.complete(images, 2, 9).numpy())
 
 
-@pytest.mark.slow
-def test_train_py_end_to_end_on_a_small_subset(tmp_path):
-    command = [sys.executable, "train.py", "--model", "pixelcnn", "--limit", "256"]
-    command += ["--epochs", "2", "--filters", "8", "--num-layers", "2", "--hidden", "8"]
-    command += ["--time-budget", "5", "--quiet", "--output-dir", str(tmp_path / "runs")]
-    command += ["--export-dir", str(tmp_path / "savedmodels")]
+def train_pixelcnn(tmp_path, *args) -> dict:
+    """Runs `train.py --model pixelcnn ARGS` on MNIST; returns its metrics.json."""
+    command = [sys.executable, "train.py", "--model", "pixelcnn", *map(str, args)]
+    command += ["--quiet", "--output-dir", str(tmp_path / "runs")]
     result = subprocess.run(
         command,
         cwd=ROOT,
@@ -188,7 +184,15 @@ def test_train_py_end_to_end_on_a_small_subset(tmp_path):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads((tmp_path / "runs" / "pixelcnn" / "metrics.json").read_text())
+    return json.loads((tmp_path / "runs" / "pixelcnn" / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_train_py_end_to_end_on_a_small_subset(tmp_path):
+    report = train_pixelcnn(
+        *(tmp_path, "--limit", 256, "--epochs", 2, "--filters", 8, "--num-layers", 2),
+        *("--hidden", 8, "--time-budget", 5, "--export-dir", tmp_path / "savedmodels"),
+    )
     assert 0 < report["metrics"]["test_nll_nats"] < 28 * 28 * np.log(2) + 50
     for name in ("samples.png", "completions.png", "pixelcnn.keras"):
         assert (tmp_path / "runs" / "pixelcnn" / name).exists()
@@ -197,19 +201,9 @@ def test_train_py_end_to_end_on_a_small_subset(tmp_path):
 
 @pytest.mark.slow
 def test_train_py_conditional_categorical_pixelcnn(tmp_path):
-    command = [sys.executable, "train.py", "--model", "pixelcnn", "--limit", "64", "--epochs", "1"]
-    command += ["--likelihood", "categorical", "--num-classes", "10", "--filters", "4"]
-    command += ["--num-layers", "1", "--hidden", "4", "--quiet", "--no-export"]
-    command += ["--output-dir", str(tmp_path / "runs")]
-    result = subprocess.run(
-        command,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    report = train_pixelcnn(
+        *(tmp_path, "--limit", 64, "--epochs", 1, "--likelihood", "categorical"),
+        *("--num-classes", 10, "--filters", 4, "--num-layers", 1, "--hidden", 4, "--no-export"),
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads((tmp_path / "runs" / "pixelcnn" / "metrics.json").read_text())
     assert 6 < report["metrics"]["test_bits_per_dim"] < 9  # ~8 bits/dim: barely trained
     assert report["hyperparameters"]["num_classes"] == 10

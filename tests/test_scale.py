@@ -31,9 +31,9 @@ WEIGHT_TOLERANCE = 1e-6
 
 TRAIN_WITH_LOGICAL_CPUS = """
 import sys
-from genkeras import scale
+from genkeras.training import scale
 scale.logical_cpus(int(sys.argv[1]))
-from genkeras.training import main
+from genkeras.commands.train import main
 sys.exit(main(sys.argv[2:]))
 """
 
@@ -177,7 +177,7 @@ def test_xla_and_steps_per_execution_train_but_exports_stay_free_of_xla(tmp_path
     done = run_python(
         """
         import sys
-        from genkeras.training import main
+        from genkeras.commands.train import main
         sys.exit(main(sys.argv[1:]))
         """,
         "--model",

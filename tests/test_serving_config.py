@@ -75,7 +75,7 @@ def _listed_models_on_disk():
 @pytest.mark.parametrize("name", FOUNDATION + ("conv_vae", "vae", "cvae", "pixelcnn", "pixelrnn"))
 def test_each_base_path_holds_a_loadable_version_with_the_documented_signatures(name):
     from genkeras.registry import SPECS
-    from genkeras.serving.manager import Servable
+    from genkeras.serving.servable import Servable
 
     found = {model.name: (model, path) for model, path in _listed_models_on_disk()}
     if name not in found:

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from genkeras.serving import json_tensor as jt
+from genkeras.serving import json_decode, json_encode
 from genkeras.serving.errors import ServingError
 
 
@@ -37,8 +37,8 @@ def error_of(fn, *args, **kwargs) -> ServingError:
     ],
 )
 def test_float32_written_as_tf_serving_writes_it(value, text):
-    assert jt.format_float(np.float32(value)) == text
-    assert jt._format_floats(np.array([value], np.float32)) == [text]
+    assert json_encode.format_float(np.float32(value)) == text
+    assert json_encode._format_floats(np.array([value], np.float32)) == [text]
 
 
 def test_every_written_float_reads_back_as_the_same_float32():
@@ -47,33 +47,43 @@ def test_every_written_float_reads_back_as_the_same_float32():
         * 10.0 ** np.arange(-10, 10, 0.01)[:2000]
     )
     values = values.astype(np.float32)
-    texts = jt._format_floats(values)
+    texts = json_encode._format_floats(values)
     assert np.array_equal(np.array([float(t) for t in texts], np.float32), values)
 
 
 def test_single_output_is_unwrapped_and_several_are_named():
     one = {"y": np.array([[0.2, 1.0], [3.0, 4.5]], np.float32)}
-    assert jt.make_json(one, jt.ROW) == '{"predictions": [[0.2,1.0], [3.0,4.5]]}'
-    assert json.loads(jt.make_json(one, jt.COLUMNAR)) == {"outputs": [[0.2, 1.0], [3.0, 4.5]]}
+    assert json_encode.make_json(one, json_encode.ROW) == '{"predictions": [[0.2,1.0], [3.0,4.5]]}'
+    assert json.loads(json_encode.make_json(one, json_encode.COLUMNAR)) == {
+        "outputs": [[0.2, 1.0], [3.0, 4.5]]
+    }
     two = {"z": np.array([[1.0], [2.0]], np.float32), "images": np.array([0.5, 0.25], np.float32)}
-    assert json.loads(jt.make_json(two, jt.ROW)) == {
+    assert json.loads(json_encode.make_json(two, json_encode.ROW)) == {
         "predictions": [{"images": 0.5, "z": [1.0]}, {"images": 0.25, "z": [2.0]}]
     }
-    assert json.loads(jt.make_json(two, jt.COLUMNAR)) == {
+    assert json.loads(json_encode.make_json(two, json_encode.COLUMNAR)) == {
         "outputs": {"images": [0.5, 0.25], "z": [[1.0], [2.0]]}
     }
 
 
 def test_nan_and_infinity_tokens_in_responses():
-    text = jt.make_json({"y": np.array([np.nan, np.inf, -np.inf], np.float32)}, jt.COLUMNAR)
+    text = json_encode.make_json(
+        {"y": np.array([np.nan, np.inf, -np.inf], np.float32)}, json_encode.COLUMNAR
+    )
     assert text == '{"outputs": [NaN,Infinity,-Infinity]}'
 
 
 def test_row_format_refuses_scalar_and_inconsistent_batches():
-    assert "no shape information" in error_of(jt.make_json, {"y": np.float32(1)}, jt.ROW).message
+    assert (
+        "no shape information"
+        in error_of(json_encode.make_json, {"y": np.float32(1)}, json_encode.ROW).message
+    )
     outputs = {"a": np.zeros([2], np.float32), "b": np.zeros([3], np.float32)}
-    assert "inconsistent batch size" in error_of(jt.make_json, outputs, jt.ROW).message
-    assert jt.make_json({"y": np.float32(2)}, jt.COLUMNAR) == '{"outputs": 2.0}'
+    assert (
+        "inconsistent batch size"
+        in error_of(json_encode.make_json, outputs, json_encode.ROW).message
+    )
+    assert json_encode.make_json({"y": np.float32(2)}, json_encode.COLUMNAR) == '{"outputs": 2.0}'
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -83,14 +93,14 @@ TWO = {"images": "DT_FLOAT", "labels": "DT_INT32"}
 
 
 def fill(body, dtypes, fast=True):
-    return jt.fill_predict_inputs(jt.parse_json(body), dtypes, allow_fast=fast)
+    return json_decode.fill_predict_inputs(json_decode.parse_json(body), dtypes, allow_fast=fast)
 
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_row_and_columnar_give_the_same_tensor(fast):
     row, row_format = fill('{"instances": [[1.0, 2.0], [3.0, 4.0]]}', ONE, fast)
     col, col_format = fill('{"inputs": [[1.0, 2.0], [3.0, 4.0]]}', ONE, fast)
-    assert (row_format, col_format) == (jt.ROW, jt.COLUMNAR)
+    assert (row_format, col_format) == (json_decode.ROW, json_decode.COLUMNAR)
     assert row["x"].dtype == np.float32 and row["x"].shape == (2, 2)
     assert np.array_equal(row["x"], col["x"])
 
@@ -175,9 +185,9 @@ def test_ragged_lists_are_refused():
 )
 def test_malformed_requests(body, text):
     def run():
-        doc = jt.parse_json(body)
-        jt.signature_name_of(doc)
-        jt.fill_predict_inputs(doc, ONE)
+        doc = json_decode.parse_json(body)
+        json_decode.signature_name_of(doc)
+        json_decode.fill_predict_inputs(doc, ONE)
 
     error = error_of(run)
     assert error.code == "INVALID_ARGUMENT" and error.http_status == 400

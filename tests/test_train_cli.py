@@ -10,12 +10,20 @@ import time
 import pytest
 from conftest import ROOT, read_json
 
+from genkeras.commands.train import build_parser
+from genkeras.registry import get_spec
+from genkeras.training.config import flags
+
 TRAIN = [sys.executable, str(ROOT / "train.py")]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def run(args, timeout=600):
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=ENV, cwd=ROOT)
+def run(args, timeout=600, cwd=ROOT):
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=ENV, cwd=cwd)
+
+
+def genkeras(*args, timeout=600):
+    return run([sys.executable, "-m", "genkeras.cli", *args], timeout=timeout)
 
 
 def epochs_logged(path):
@@ -66,66 +74,56 @@ def test_train_py_end_to_end_on_a_subset(tmp_path):
     assert card["training_seconds"] > 0 and card["package_version"]
 
     # `genkeras export` turns the run's .keras file into the next version, with the same card.
-    exported = run(
-        [
-            sys.executable,
-            "-m",
-            "genkeras.cli",
-            "export",
-            "--model",
-            "denoising_ae",
-            "--keras",
-            run_dir / "denoising_ae.keras",
-            "--export-dir",
-            exports,
-        ]
-    )
+    export = ["export", "--model", "denoising_ae", "--keras", run_dir / "denoising_ae.keras"]
+    exported = genkeras(*export, "--export-dir", exports)
     assert exported.returncode == 0, exported.stderr[-3000:]
     assert read_json(exports / "denoising_ae" / "2" / "model_card.json")["metrics"] == metrics
-    taken = run(
-        [
-            sys.executable,
-            "-m",
-            "genkeras.cli",
-            "export",
-            "--model",
-            "denoising_ae",
-            "--keras",
-            run_dir / "denoising_ae.keras",
-            "--export-dir",
-            exports,
-            "--version",
-            "1",
-        ]
-    )
+    taken = genkeras(*export, "--export-dir", exports, "--version", "1")
     assert taken.returncode == 2 and "already exists" in taken.stderr
 
 
+def test_every_config_field_is_a_train_py_flag():
+    """One declaration: the parser offers exactly the config's flags, plus the model's own
+    options, --no-export and --quiet."""
+    spec = get_spec("conv_vae")
+    parser = build_parser(spec)
+    offered = {option for action in parser._actions for option in action.option_strings}
+    declared = {"--" + field.name.replace("_", "-") for field in flags()}
+    model_options = {"--" + option.name.replace("_", "-") for option in spec.options}
+    assert offered == declared | model_options | {"-h", "--help", "--no-export", "--quiet"}
+
+
+NOT_A_FOLDER = "/proc/self/status/runs"  # a path under a file: nothing can create it
+
+
 @pytest.mark.parametrize(
-    "flag, value, listed",
+    "args, named",
     [
-        ("--model", "resnet", "Valid models: pca, dense_ae, conv_ae, denoising_ae"),
-        ("--dataset", "imagenet", "Valid data sets: celeb_a, cifar10, fashion_mnist, mnist"),
+        (["--model", "resnet"], "Valid models: pca, dense_ae, conv_ae, denoising_ae"),
+        (["--dataset", "imagenet"], "Valid data sets: celeb_a, cifar10, fashion_mnist, mnist"),
+        (["--ema-momentum", "1.5"], "--ema-momentum must be in [0, 1)"),
+        (["--warmup-steps", "-1"], "--warmup-steps must be >= 0"),
+        (["--epochs", "0"], "--epochs must be >= 1"),
+        (["--epochs", "-1"], "--epochs must be >= 1"),
+        (["--learning-rate", "nan"], "--learning-rate must be a finite number > 0"),
+        (["--learning-rate", "-1"], "--learning-rate must be a finite number > 0"),
+        (["--limit", "-5"], "--limit must be >= 1"),
+        (["--limit", "0"], "--limit must be >= 1"),
+        (["--version", "-1"], "--version must be >= 0"),
+        (["--latent-dim", "0"], "--latent-dim must be in [1, 4096]"),
+        (["--latent-dim", "100000"], "--latent-dim must be in [1, 4096]"),
+        (["--batch-size", "0"], "--batch-size must be in [1, 65536]"),
+        (["--steps-per-execution", "0"], "--steps-per-execution must be in [1, 10000]"),
+        (["--output-dir", NOT_A_FOLDER], f"--output-dir {NOT_A_FOLDER}:"),
+        (["--export-dir", NOT_A_FOLDER], f"--export-dir {NOT_A_FOLDER}:"),
     ],
 )
-def test_unknown_names_exit_2_listing_the_valid_ones(flag, value, listed):
-    args = (
-        [*TRAIN, "--model", "conv_ae", flag, value]
-        if flag == "--dataset"
-        else [*TRAIN, flag, value]
-    )
-    result = run(args)
+def test_bad_values_exit_2_naming_the_flag_before_any_work(args, named, tmp_path):
+    model = [] if args[0] == "--model" else ["--model", "conv_vae"]
+    result = run([*TRAIN, *model, *args], cwd=tmp_path)
     assert result.returncode == 2
-    assert listed in result.stderr
-
-
-@pytest.mark.parametrize(
-    "flag, value, named",
-    [("--ema-momentum", "1.5", "must be in [0, 1)"), ("--warmup-steps", "-1", "must be >= 0")],
-)
-def test_out_of_range_schedules_exit_2_naming_the_range(flag, value, named):
-    result = run([*TRAIN, "--model", "conv_vae", flag, value])
-    assert result.returncode == 2 and named in result.stderr
+    assert named in result.stderr.splitlines()[-1]
+    assert list(tmp_path.iterdir()) == [] or args[0] == "--export-dir"  # no run folder
 
 
 def test_missing_archives_exit_2_naming_folder_and_files(tmp_path):
@@ -192,25 +190,37 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path):
     assert not (tmp_path / "dense_ae" / "backup").exists()  # a finished run leaves no backup
 
 
+def test_a_run_killed_after_training_only_exports_when_run_again(tmp_path):
+    """Killed between the end of training and the end of its export, the same command run
+    again evaluates and exports the saved model without training it again."""
+    args = [*TRAIN, "--model", "dense_ae", "--limit", "512", "--epochs", "1", "--quiet"]
+    args += ["--output-dir", tmp_path / "runs", "--export-dir", tmp_path / "savedmodels"]
+    run_dir = tmp_path / "runs" / "dense_ae"
+    first = subprocess.Popen(
+        args, env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and first.poll() is None:
+        if (run_dir / "trained_not_exported.json").exists():
+            break
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert (run_dir / "trained_not_exported.json").exists(), "killed too late or too early"
+    assert not (tmp_path / "savedmodels" / "dense_ae" / "1").exists()
+
+    second = run(args)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "finished training before" in second.stdout
+    assert epochs_logged(run_dir / "training_log.csv") == [0]  # not trained again
+    assert (tmp_path / "savedmodels" / "dense_ae" / "1" / "saved_model.pb").exists()
+    assert not (run_dir / "trained_not_exported.json").exists()
+
+
 def test_compare_prints_a_table_and_writes_the_picture(tmp_path):
-    result = run(
-        [
-            sys.executable,
-            "-m",
-            "genkeras.cli",
-            "compare",
-            "--models",
-            "pca,dense_ae",
-            "--latent-dim",
-            "4",
-            "--epochs",
-            "1",
-            "--limit",
-            "256",
-            "--output-dir",
-            tmp_path,
-            "--quiet",
-        ]
+    result = genkeras(
+        *("compare", "--models", "pca,dense_ae", "--latent-dim", "4", "--epochs", "1"),
+        *("--limit", "256", "--output-dir", tmp_path, "--quiet"),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {
@@ -224,5 +234,5 @@ def test_compare_prints_a_table_and_writes_the_picture(tmp_path):
             read_json(tmp_path / "latent4" / name / "metrics.json")["metrics"]["test_mse"], abs=1e-5
         )
     assert (tmp_path / "latent4" / "reconstructions.png").exists()
-    unknown = run([sys.executable, "-m", "genkeras.cli", "compare", "--models", "pca,nope"])
+    unknown = genkeras("compare", "--models", "pca,nope")
     assert unknown.returncode == 2 and "Valid models:" in unknown.stderr

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from conftest import call_signatures_in_fresh_tensorflow
 
-from genkeras import data, vae_tools
-from genkeras.frechet import frechet_distance_from_activations
-from genkeras.models.vae import ConditionalVAE, ConvVAE, DenseVAE, KLWarmup, gaussian_kl
+from genkeras import data
+from genkeras.evaluation.frechet import frechet_distance_from_activations
+from genkeras.evaluation.outliers import auroc
+from genkeras.models.vae import ConditionalVAE, ConvVAE, DenseVAE, KLWarmup, latent
+from genkeras.models.vae.densities import gaussian_kl
 
 SHAPE = (28, 28, 1)
 
@@ -183,7 +185,7 @@ def test_attribute_editing_works_on_celeb_a_smiling(monkeypatch):
     model = ConvVAE(
         (64, 64, 3), latent_dim=6, filters=(8, 16), dense_units=0, likelihood="gaussian"
     )
-    edited = vae_tools.attribute_editing(model, images, smiling, ks=range(-4, 5), which=[0])
+    edited = latent.attribute_editing(model, images, smiling, ks=range(-4, 5), which=[0])
     assert edited["images"].shape == (9, 64, 64, 3)
     z_mean, _ = model.posterior(images)
     expected = np.asarray(z_mean)[smiling].mean(0) - np.asarray(z_mean)[~smiling].mean(0)
@@ -194,10 +196,10 @@ def test_attribute_editing_works_on_celeb_a_smiling(monkeypatch):
 
 
 def test_latent_tools():
-    grid = vae_tools.latent_grid((1, 3), latent_dim=4, steps=3, extent=2.0)
+    grid = latent.latent_grid((1, 3), latent_dim=4, steps=3, extent=2.0)
     assert grid.shape == (9, 4) and np.all(grid[:, [0, 2]] == 0)
     assert grid[0, 1] == -2.0 and grid[0, 3] == 2.0  # top-left: low x, high y
-    path = vae_tools.interpolate_codes(np.zeros(2), np.ones(2), steps=3)
+    path = latent.interpolate_codes(np.zeros(2), np.ones(2), steps=3)
     np.testing.assert_allclose(path[1], [0.5, 0.5])  # the average of the two codes
 
 
@@ -219,10 +221,10 @@ def test_unknown_likelihood_is_refused():
 
 
 def test_auroc():
-    assert vae_tools.auroc([3, 4, 5], [1, 2]) == 1.0
-    assert vae_tools.auroc([1, 2], [3, 4, 5]) == 0.0
-    assert vae_tools.auroc([1, 1], [1, 1]) == 0.5
-    assert vae_tools.auroc([2, 1], [1, 0]) == 0.875  # the tie at 1 counts half
+    assert auroc([3, 4, 5], [1, 2]) == 1.0
+    assert auroc([1, 2], [3, 4, 5]) == 0.0
+    assert auroc([1, 1], [1, 1]) == 0.5
+    assert auroc([2, 1], [1, 0]) == 0.875  # the tie at 1 counts half
 
 
 SHIPPED = Path(__file__).resolve().parents[1] / "savedmodels"

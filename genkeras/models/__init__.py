@@ -1,9 +1,11 @@
-"""Keras models, one module per family. Importing this registers them for `load_model`."""
+"""Keras models, one module or folder per family. Importing this registers every class with
+Keras serialization, so `keras.saving.load_model` rebuilds them from `.keras` files.
+
+Nothing here imports from outside `genkeras.models`."""
 
 from genkeras.models.autoencoders import Autoencoder, ConvAutoencoder, DenseAutoencoder
 from genkeras.models.pca import PCA
-from genkeras.models.pixelcnn import PixelCNN
-from genkeras.models.pixelrnn import PixelRNN
+from genkeras.models.pixel import PixelCNN, PixelRNN
 from genkeras.models.seeds import StatelessSeed
 from genkeras.models.vae import VAE, ConditionalVAE, ConvVAE, DenseVAE
 

@@ -20,33 +20,27 @@ import threading
 
 import numpy as np
 
-_DTYPES = {  # DataType enum number -> (numpy dtype, TensorProto value field)
-    1: (np.float32, "float_val"),
-    2: (np.float64, "double_val"),
-    3: (np.int32, "int_val"),
-    4: (np.uint8, "int_val"),
-    5: (np.int16, "int_val"),
-    6: (np.int8, "int_val"),
-    7: (np.object_, "string_val"),
-    9: (np.int64, "int64_val"),
-    10: (np.bool_, "bool_val"),
+from genkeras.serving.dtypes import BY_NAME, BY_NUMBER, TABLE
+
+# The types the client sends as they are, as `tensor_content` (float64 goes out as float32,
+# other integers as int32).
+_SENT = {
+    np.dtype(entry.numpy): entry
+    for entry in TABLE
+    if entry.name in ("DT_FLOAT", "DT_DOUBLE", "DT_INT32", "DT_INT64", "DT_BOOL", "DT_UINT8")
 }
-_ENUMS = {
-    np.dtype(np.float32): 1,
-    np.dtype(np.float64): 2,
-    np.dtype(np.int32): 3,
-    np.dtype(np.int64): 9,
-    np.dtype(np.bool_): 10,
-    np.dtype(np.uint8): 4,
-}
-_NAMES = {
-    "DT_FLOAT": np.float32,
-    "DT_DOUBLE": np.float64,
-    "DT_INT32": np.int32,
-    "DT_INT64": np.int64,
-    "DT_BOOL": np.bool_,
-    "DT_UINT8": np.uint8,
-    "DT_STRING": np.object_,
+# The types REST outputs are read back as (any other output reads as float32).
+_REST_READ = {
+    name: BY_NAME[name].numpy
+    for name in (
+        "DT_FLOAT",
+        "DT_DOUBLE",
+        "DT_INT32",
+        "DT_INT64",
+        "DT_BOOL",
+        "DT_UINT8",
+        "DT_STRING",
+    )
 }
 
 
@@ -66,9 +60,9 @@ def array_to_proto(array: np.ndarray):
     array = np.asarray(array)
     if array.dtype == np.float64:
         array = array.astype(np.float32)
-    if array.dtype.kind in "iu" and array.dtype not in _ENUMS:
+    if array.dtype.kind in "iu" and array.dtype not in _SENT:
         array = array.astype(np.int32)
-    proto = tensor_pb2.TensorProto(dtype=_ENUMS[array.dtype])
+    proto = tensor_pb2.TensorProto(dtype=_SENT[array.dtype].number)
     for size in array.shape:
         proto.tensor_shape.dim.add(size=size)
     proto.tensor_content = np.ascontiguousarray(array).tobytes()
@@ -76,7 +70,8 @@ def array_to_proto(array: np.ndarray):
 
 
 def proto_to_array(proto) -> np.ndarray:
-    dtype, field = _DTYPES[proto.dtype]
+    entry = BY_NUMBER[proto.dtype]
+    dtype, field = entry.numpy, entry.field
     shape = [d.size for d in proto.tensor_shape.dim]
     if proto.tensor_content:
         return np.frombuffer(proto.tensor_content, dtype=dtype).reshape(shape).copy()
@@ -313,11 +308,11 @@ class Client:
         outputs = self._rest("POST", self._path(model, version, label) + ":predict", body)[
             "outputs"
         ]
-        dtypes = self._output_dtypes(model, signature, version, label)
-        if not (isinstance(outputs, dict) and set(outputs) == set(dtypes)):
-            outputs = {next(iter(dtypes)): outputs}
+        output_dtypes = self._output_dtypes(model, signature, version, label)
+        if not (isinstance(outputs, dict) and set(outputs) == set(output_dtypes)):
+            outputs = {next(iter(output_dtypes)): outputs}
         return {
-            k: np.asarray(v, dtype=_NAMES.get(dtypes.get(k), np.float32))
+            k: np.asarray(v, dtype=_REST_READ.get(output_dtypes.get(k), np.float32))
             for k, v in outputs.items()
         }
 

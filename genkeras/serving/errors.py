@@ -1,4 +1,9 @@
-"""Canonical status codes (gRPC's), TF Serving's REST mapping, and the error the server raises."""
+"""Request errors: canonical status codes, their HTTP statuses, and how exceptions map to them.
+
+Codes are gRPC's canonical names (`"NOT_FOUND"`); `HTTP_STATUS` is TF Serving's REST mapping.
+Every failed request raises `ServingError`; `status_of` gives the code for any other exception
+met while loading or running a model.
+"""
 
 from __future__ import annotations
 
@@ -57,3 +62,51 @@ unavailable = _make("UNAVAILABLE")
 internal = _make("INTERNAL")
 unknown = _make("UNKNOWN")
 resource_exhausted = _make("RESOURCE_EXHAUSTED")
+
+
+def status_of(error: Exception) -> tuple[str, str]:
+    """The canonical `(code, message)` for an exception raised while loading or running a model.
+
+    TensorFlow's errors keep their own code; `ValueError` and `TypeError` are the caller's
+    fault (INVALID_ARGUMENT), a missing file is NOT_FOUND, anything else UNKNOWN.
+
+    Args:
+        error: the exception.
+
+    Returns:
+        A `(code name, message)` pair, as `ServingError` takes it.
+    """
+    import tensorflow as tf
+
+    if isinstance(error, ServingError):
+        return error.code, error.message
+    if isinstance(error, tf.errors.OpError):
+        from tensorflow_serving.apis import status_pb2
+
+        codes = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].enum_type
+        try:
+            code = codes.values_by_number[error.error_code].name
+        except KeyError:
+            code = "UNKNOWN"
+        return code, error.message
+    if isinstance(error, (ValueError, TypeError)):
+        return "INVALID_ARGUMENT", str(error)
+    if isinstance(error, FileNotFoundError):
+        return "NOT_FOUND", str(error)
+    return "UNKNOWN", f"{type(error).__name__}: {error}"
+
+
+def error_code_number(name: str) -> int:
+    """The `StatusProto.error_code` number of a code name (UNKNOWN's for a name it lacks).
+
+    Args:
+        name: a canonical code name, e.g. `"NOT_FOUND"`.
+
+    Returns:
+        The enum number, e.g. 5.
+    """
+    from tensorflow_serving.apis import status_pb2
+
+    codes = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].enum_type
+    value = codes.values_by_name.get(name) or codes.values_by_name["UNKNOWN"]
+    return value.number

@@ -20,9 +20,18 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from genkeras.serving import dtypes
 from genkeras.serving.errors import ServingError, invalid_argument, unimplemented
 
 log = logging.getLogger("genkeras.serving")
+
+# The types TF Serving's answers write in their typed value field (`float_val`, ...); strings
+# go in `string_val`, any other type as `tf.make_tensor_proto` writes it.
+_TYPED_FIELDS = {
+    np.dtype(entry.numpy): entry
+    for entry in dtypes.TABLE
+    if entry.name in ("DT_FLOAT", "DT_DOUBLE", "DT_INT32", "DT_INT64", "DT_BOOL")
+}
 
 
 def _spec(model_spec):
@@ -44,26 +53,21 @@ def ndarray_from_proto(proto) -> np.ndarray:
 
 def proto_from_ndarray(array: np.ndarray):
     """TensorProto with typed value fields (Tensor::AsProtoField), as TF Serving answers."""
-    from tensorflow.core.framework import tensor_pb2, types_pb2
+    from tensorflow.core.framework import tensor_pb2
 
     array = np.asarray(array)
     proto = tensor_pb2.TensorProto()
     for size in array.shape:
         proto.tensor_shape.dim.add(size=size)
     flat = array.ravel()
-    typed_fields = {  # numpy dtype -> (TensorProto dtype, the repeated field holding the values)
-        np.dtype(np.float32): (types_pb2.DT_FLOAT, "float_val"),
-        np.dtype(np.float64): (types_pb2.DT_DOUBLE, "double_val"),
-        np.dtype(np.int32): (types_pb2.DT_INT32, "int_val"),
-        np.dtype(np.int64): (types_pb2.DT_INT64, "int64_val"),
-        np.dtype(np.bool_): (types_pb2.DT_BOOL, "bool_val"),
-    }
-    if array.dtype in typed_fields:
-        proto.dtype, field = typed_fields[array.dtype]
-        getattr(proto, field).extend(flat.tolist())
+    if array.dtype in _TYPED_FIELDS:
+        entry = _TYPED_FIELDS[array.dtype]
+        proto.dtype = entry.number
+        getattr(proto, entry.field).extend(flat.tolist())
     elif array.dtype.kind in "OSU":
-        proto.dtype = types_pb2.DT_STRING
-        proto.string_val.extend(
+        string = dtypes.BY_NAME["DT_STRING"]
+        proto.dtype = string.number
+        getattr(proto, string.field).extend(
             v if isinstance(v, bytes) else str(v).encode() for v in flat.tolist()
         )
     else:

@@ -17,251 +17,44 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 from genkeras.serving import config as config_lib
+from genkeras.serving.batching import Batcher
 from genkeras.serving.errors import (
     ServingError,
-    failed_precondition,
-    internal,
+    error_code_number,
     invalid_argument,
     not_found,
+    status_of,
 )
+from genkeras.serving.servable import WARMUP_FILE, Servable
 
 log = logging.getLogger("genkeras.serving")
 
-WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
-DEFAULT_SIGNATURE = "serving_default"
-PREDICT_METHOD = "tensorflow/serving/predict"
 
+def check_version_choice(version: int | None, label: str | None) -> None:
+    """Refuses a model spec that names both a version number and a version label.
 
-def _dtype_name(enum_value: int) -> str:
-    from tensorflow.core.framework import types_pb2
+    TF Serving answers INVALID_ARGUMENT for it, over REST and gRPC alike.
 
-    return types_pb2.DataType.Name(enum_value)
+    Args:
+        version: the version number asked for, or `None`.
+        label: the version label asked for, or `None`.
 
-
-def _type_string(enum_name: str) -> str:
-    from genkeras.serving.json_tensor import TYPE_NAMES
-
-    return TYPE_NAMES.get(enum_name, enum_name.removeprefix("DT_").lower())
-
-
-def read_signature_defs(path: Path):
-    """The `serve` MetaGraph's SignatureDef map, read from saved_model.pb as TF Serving reads it."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    proto = saved_model_pb2.SavedModel()
-    pb = path / "saved_model.pb"
-    if not pb.exists():
+    Raises:
+        ServingError: INVALID_ARGUMENT when both are given.
+    """
+    if version is not None and label is not None:
         raise ServingError(
-            not_found(
-                f"Could not find SavedModel .pb or .pbtxt at supplied export directory path: {path}"
+            invalid_argument(
+                f"Both model version ({version}) and model version label ({label}) cannot be supplied."  # noqa: E501
             )
         )
-    try:
-        proto.ParseFromString(pb.read_bytes())
-    except Exception:  # noqa: BLE001 - any parse failure is data loss
-        raise ServingError(("DATA_LOSS", f"Can't parse {pb} as binary proto")) from None
-    for meta_graph in proto.meta_graphs:
-        if "serve" in meta_graph.meta_info_def.tags:
-            return meta_graph.signature_def
-    raise ServingError(
-        not_found(f"Could not find meta graph def matching supplied tags: {{ serve }} in {path}")
-    )
-
-
-class Servable:
-    """One loaded version: its signature defs and the functions that run them."""
-
-    def __init__(self, name: str, version: int, path: Path):
-        import tensorflow as tf
-
-        self.name, self.version, self.path = name, version, Path(path)
-        self.signature_defs = read_signature_defs(self.path)
-        try:
-            self.loaded = tf.saved_model.load(str(self.path), tags=["serve"])
-        except Exception as error:  # noqa: BLE001
-            raise ServingError(_status_of(error)) from None
-        self.functions = dict(self.loaded.signatures)
-        self.inputs = {
-            key: {alias: info for alias, info in sig.inputs.items()}
-            for key, sig in self.signature_defs.items()
-        }
-        self.batcher = None  # set by the manager when batching is on
-
-    # -- signature look-up ----------------------------------------------------------------------
-    def signature(self, signature_name: str):
-        key = signature_name or DEFAULT_SIGNATURE
-        if key not in self.signature_defs or key not in self.functions:
-            raise ServingError(failed_precondition(f'Serving signature key "{key}" not found.'))
-        return key, self.signature_defs[key]
-
-    def input_dtypes(self, signature_name: str) -> dict[str, str]:
-        """REST's view: unknown signature is INVALID_ARGUMENT there (GetInfoMap)."""
-        key = signature_name or DEFAULT_SIGNATURE
-        if key not in self.signature_defs:
-            raise ServingError(
-                invalid_argument(f'Serving signature name: "{key}" not found in signature def')
-            )
-        return {
-            alias: _dtype_name(info.dtype)
-            for alias, info in self.signature_defs[key].inputs.items()
-        }
-
-    # -- running --------------------------------------------------------------------------------
-    def validate(self, key: str, signature, inputs: dict[str, np.ndarray]) -> None:
-        wanted = set(signature.inputs)
-        sent = set(inputs)
-        if len(sent) != len(wanted):
-            raise ServingError(
-                invalid_argument(
-                    f"input size does not match signature: {len(sent)}!={len(wanted)} "
-                    f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(wanted))}}}). "
-                    f"Sent extra: {{{','.join(sorted(sent - wanted))}}}. "
-                    f"Missing but required: {{{','.join(sorted(wanted - sent))}}}."
-                )
-            )
-        for alias in sorted(sent):
-            if alias not in wanted:
-                raise ServingError(
-                    invalid_argument(
-                        f"input tensor alias not found in signature: {alias}. "
-                        f"Inputs expected to be in the set {{{','.join(sorted(wanted))}}}."
-                    )
-                )
-        for index, alias in enumerate(sorted(wanted)):
-            info = signature.inputs[alias]
-            expected = _dtype_name(info.dtype)
-            array = inputs[alias]
-            got = _numpy_dtype_enum(array)
-            if got != expected:
-                raise ServingError(
-                    invalid_argument(
-                        f"Expects arg[{index}] to be {_type_string(expected)} but "
-                        f"{_type_string(got)} is provided"
-                    )
-                )
-            if not info.tensor_shape.unknown_rank:
-                dims = [d.size for d in info.tensor_shape.dim]
-                if len(dims) != array.ndim or any(
-                    d not in (-1, s) for d, s in zip(dims, array.shape, strict=False)
-                ):
-                    raise ServingError(
-                        invalid_argument(
-                            f"input tensor {alias} has shape [{','.join(map(str, array.shape))}] but the "  # noqa: E501
-                            f"signature {key} expects [{','.join(map(str, dims))}] (-1: any size)"
-                        )
-                    )
-
-    def run_unbatched(self, key: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import tensorflow as tf
-
-        try:
-            outputs = self.functions[key](**{k: tf.constant(v) for k, v in inputs.items()})
-        except Exception as error:  # noqa: BLE001
-            raise ServingError(_status_of(error)) from None
-        return {k: v.numpy() for k, v in outputs.items()}
-
-    def batchable(self, key: str) -> bool:
-        """Every input has a leading dimension of any size (TF Serving's batching needs one)."""
-        signature = self.signature_defs[key]
-        for info in signature.inputs.values():
-            shape = info.tensor_shape
-            if shape.unknown_rank or not shape.dim or shape.dim[0].size != -1:
-                return False
-        return bool(signature.inputs)
-
-    def predict(self, signature_name: str, inputs: dict[str, np.ndarray], output_filter=()):
-        """Runs one request. Returns `(signature key, outputs)`."""
-        key, signature = self.signature(signature_name)
-        if signature.method_name and signature.method_name not in (
-            PREDICT_METHOD,
-            "tensorflow/serving/classify",
-            "tensorflow/serving/regress",
-        ):
-            raise ServingError(
-                internal(f"Expected prediction signature method_name, was: {signature.method_name}")
-            )
-        self.validate(key, signature, inputs)
-        for alias in output_filter:
-            if alias not in signature.outputs:
-                raise ServingError(
-                    invalid_argument(
-                        f"output tensor alias not found in signature: {alias} Outputs expected to be "  # noqa: E501
-                        f"in the set {{{','.join(sorted(signature.outputs))}}}."
-                    )
-                )
-        if len(set(output_filter)) != len(output_filter):
-            raise ServingError(invalid_argument("duplicate output tensor alias"))
-        if self.batcher is not None and self.batchable(key):
-            outputs = self.batcher.run(
-                (self.name, self.version, key), lambda x: self.run_unbatched(key, x), inputs
-            )
-        else:
-            outputs = self.run_unbatched(key, inputs)
-        if output_filter:
-            outputs = {alias: outputs[alias] for alias in output_filter}
-        return key, outputs
-
-    def warm_up(self) -> int:
-        """Replays `assets.extra/tf_serving_warmup_requests` (PredictionLog records), as TF Serving does."""  # noqa: E501
-        path = self.path / WARMUP_FILE
-        if not path.exists():
-            return 0
-        import tensorflow as tf
-        from tensorflow_serving.apis import prediction_log_pb2
-
-        count = 0
-        for record in tf.data.TFRecordDataset(str(path)):
-            entry = prediction_log_pb2.PredictionLog()
-            entry.ParseFromString(record.numpy())
-            if entry.WhichOneof("log_type") != "predict_log":
-                raise ServingError(
-                    invalid_argument("Unsupported log_type for warmup: only predict_log here")
-                )
-            request = entry.predict_log.request
-            inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
-            self.predict(request.model_spec.signature_name, inputs, tuple(request.output_filter))
-            count += 1
-        return count
-
-
-def _numpy_dtype_enum(array: np.ndarray) -> str:
-    from genkeras.serving.json_tensor import NUMPY_DTYPES
-
-    for name, dtype in NUMPY_DTYPES.items():
-        if array.dtype == dtype:
-            return name
-    if array.dtype.kind in "SU":
-        return "DT_STRING"
-    return f"DT_{array.dtype.name.upper()}"
-
-
-def _status_of(error: Exception) -> tuple[str, str]:
-    """A canonical (code, message) for an exception raised while loading or running."""
-    import tensorflow as tf
-
-    if isinstance(error, ServingError):
-        return error.code, error.message
-    if isinstance(error, tf.errors.OpError):
-        from tensorflow_serving.apis import status_pb2
-
-        codes = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].enum_type
-        try:
-            code = codes.values_by_number[error.error_code].name
-        except KeyError:
-            code = "UNKNOWN"
-        return code, error.message
-    if isinstance(error, (ValueError, TypeError)):
-        return "INVALID_ARGUMENT", str(error)
-    if isinstance(error, FileNotFoundError):
-        return "NOT_FOUND", str(error)
-    return "UNKNOWN", f"{type(error).__name__}: {error}"
 
 
 @dataclasses.dataclass
 class VersionState:
+    """Where one version stands, as GetModelStatus reports it, and its servable once loaded."""
+
     state: str  # START, LOADING, AVAILABLE, UNLOADING, END (ModelVersionStatus.State names)
     error_code: str = "OK"
     error_message: str = ""
@@ -282,7 +75,16 @@ def _fingerprint(path: Path) -> tuple:
 
 
 class ModelManager:
-    """Loads what the config asks for and answers look-ups by name, version or label."""
+    """Loads what the config asks for and answers look-ups by name, version or label.
+
+    Args:
+        server_config: the `ModelServerConfig` to serve.
+        config_file: the file it was read from, watched by `start`; `None` for none.
+        path_maps: `(container path, host path)` pairs for the config's base paths.
+        batcher: the `Batcher` every servable uses, or `None` for no batching.
+        warmup: replay each version's warm-up records when it loads.
+        per_model_batching: batch a version only with its own batching_params.pbtxt.
+    """
 
     def __init__(
         self,
@@ -367,7 +169,7 @@ class ModelManager:
                 if self.warmup:
                     servable.warm_up()
             except Exception as error:  # noqa: BLE001
-                code, message = _status_of(error)
+                code, message = status_of(error)
                 log.error(
                     "Loading servable: {name: %s version: %d} failed: %s", name, version, message
                 )
@@ -406,8 +208,6 @@ class ModelManager:
         params_file = path / "batching_params.pbtxt"
         if not params_file.exists():
             return None
-        from genkeras.serving.batching import Batcher
-
         return Batcher(config_lib.read_batching_parameters(params_file))
 
     def start(
@@ -466,17 +266,36 @@ class ModelManager:
                 )
             return model.version_labels[label]
 
+    def resolve_version(
+        self, name: str, version: int | None = None, label: str | None = None
+    ) -> int | None:
+        """The version number a request asks for: `version`, `label`'s, or `None` (latest).
+
+        Args:
+            name: the model name.
+            version: the version number asked for, or `None`.
+            label: the version label asked for, or `None`.
+
+        Returns:
+            The version number, or `None` when neither is given.
+
+        Raises:
+            ServingError: INVALID_ARGUMENT when both are given or the label is unknown.
+        """
+        check_version_choice(version, label)
+        if label is not None:
+            version = self.label_version(name, label)
+        return version
+
     def get_servable(
         self, name: str, version: int | None = None, label: str | None = None
     ) -> Servable:
-        if version is not None and label is not None:
-            raise ServingError(
-                invalid_argument(
-                    f"Both model version ({version}) and model version label ({label}) cannot be supplied."  # noqa: E501
-                )
-            )
-        if label is not None:
-            version = self.label_version(name, label)
+        """The loaded `Servable` a request asks for (the latest available without a version).
+
+        Raises:
+            ServingError: NOT_FOUND when that version is not available.
+        """
+        version = self.resolve_version(name, version, label)
         with self._lock:
             states = self._states.get(name, {}) if name in self._models else {}
             if version is None:
@@ -495,14 +314,7 @@ class ModelManager:
         """GetModelStatusResponse for the model (one version when asked by number or label)."""
         from tensorflow_serving.apis import get_model_status_pb2
 
-        if version is not None and label is not None:
-            raise ServingError(
-                invalid_argument(
-                    f"Both model version ({version}) and model version label ({label}) cannot be supplied."  # noqa: E501
-                )
-            )
-        if label is not None:
-            version = self.label_version(name, label)
+        version = self.resolve_version(name, version, label)
         response = get_model_status_pb2.GetModelStatusResponse()
         with self._lock:
             states = dict(self._states.get(name, {}))
@@ -518,7 +330,7 @@ class ModelManager:
             entry = response.model_version_status.add()
             entry.version = v
             entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(state.state)
-            entry.status.error_code = _error_code_value(state.error_code)
+            entry.status.error_code = error_code_number(state.error_code)
             entry.status.error_message = state.error_message
         return response
 
@@ -535,11 +347,3 @@ class ModelManager:
             signature_map.signature_def[key].CopyFrom(value)
         response.metadata["signature_def"].Pack(signature_map)
         return response
-
-
-def _error_code_value(name: str) -> int:
-    from tensorflow_serving.apis import status_pb2
-
-    codes = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].enum_type
-    value = codes.values_by_name.get(name) or codes.values_by_name["UNKNOWN"]
-    return value.number

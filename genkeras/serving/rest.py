@@ -7,8 +7,8 @@ Routes and codes follow tensorflow/serving `model_servers/http_rest_api_handler.
 * `GET /v1/models/NAME[/versions/N | /labels/L]/metadata` -> model_spec + signature_def JSON
 * `POST /v1/models/NAME[/versions/N | /labels/L]:predict` -> predictions / outputs
 * anything else under `/v1/` -> 400 "Malformed request"; outside `/v1/` -> 404, except the
-  latent explorer (not TF Serving's): `GET /` and `/static/FILE` (genkeras/serving/static/)
-  and `GET /explorer/models.json` (the served model names, which TF Serving cannot list).
+  latent explorer's pages (not TF Serving's, see `explorer/routes.py`) and, with a monitoring
+  config that enables it, the Prometheus page (`metrics.py`).
 
 Errors answer `{"error": "..."}` with TF Serving's HTTP code for the status. A JSON error
 wins over an unknown model (the body is parsed first). Bodies above `max_request_bytes`
@@ -24,12 +24,14 @@ import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 from google.protobuf import json_format
 
-from genkeras.serving import json_tensor
+from genkeras.serving import json_decode, json_encode
 from genkeras.serving.errors import ServingError, invalid_argument, unimplemented
+from genkeras.serving.explorer.routes import explorer_response
+from genkeras.serving.manager import check_version_choice
+from genkeras.serving.metrics import Metrics
 
 log = logging.getLogger("genkeras.serving")
 
@@ -43,21 +45,6 @@ STATUS_REGEX = re.compile(
     re.IGNORECASE,
 )
 INT64_MAX = 2**63 - 1
-STATIC_DIR = Path(__file__).resolve().parent / "static"
-STATIC_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".json": "application/json",
-    ".png": "image/png",
-}
-
-
-def _static_files() -> dict:
-    """The explorer's files by plain name (no sub-folders, so no path tricks reach the disk)."""
-    if not STATIC_DIR.is_dir():
-        return {}
-    return {p.name: p for p in STATIC_DIR.iterdir() if p.is_file() and p.suffix in STATIC_TYPES}
 
 
 def status_json(response) -> str:
@@ -77,37 +64,13 @@ def metadata_json(response) -> str:
     return '{\n"model_spec":' + spec + ',\n"metadata": {"signature_def": ' + signatures + "}\n}\n"
 
 
-class Metrics:
-    """Request counters and latency sums, exported in Prometheus text format when enabled."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.counts: dict[tuple, int] = {}
-        self.latency: dict[tuple, float] = {}
-
-    def record(self, model: str, api: str, status: str, seconds: float) -> None:
-        with self._lock:
-            key = (model, api, status)
-            self.counts[key] = self.counts.get(key, 0) + 1
-            self.latency[(model, api)] = self.latency.get((model, api), 0.0) + seconds
-
-    def page(self) -> str:
-        lines = ["# TYPE :tensorflow:serving:request_count counter"]
-        with self._lock:
-            for (model, api, status), count in sorted(self.counts.items()):
-                lines.append(
-                    f':tensorflow:serving:request_count{{model_name="{model}",api="{api}",status="{status}"}} {count}'  # noqa: E501
-                )
-            lines.append("# TYPE :tensorflow:serving:request_latency_sum_seconds counter")
-            for (model, api), total in sorted(self.latency.items()):
-                lines.append(
-                    f':tensorflow:serving:request_latency_sum_seconds{{model_name="{model}",api="{api}"}} {total:.6f}'  # noqa: E501
-                )
-        return "\n".join(lines) + "\n"
-
-
 class RestApi:
-    """Turns (method, path, body) into (HTTP status, JSON text)."""
+    """Turns (method, path, body) into (HTTP status, JSON text), counting requests.
+
+    Args:
+        manager: the `ModelManager` that resolves models and versions.
+        metrics: where requests are counted; a new `Metrics` when `None`.
+    """
 
     def __init__(self, manager, metrics: Metrics | None = None):
         self.manager = manager
@@ -156,14 +119,7 @@ class RestApi:
             version = number
         if label is not None:
             label = urllib.parse.unquote(label)
-        if (
-            version is not None and label is not None
-        ):  # the regexes make this impossible; kept for parity
-            raise ServingError(
-                invalid_argument(
-                    f"Both model version ({version}) and model version label ({label}) cannot be supplied."  # noqa: E501
-                )
-            )
+        check_version_choice(version, label)  # the regexes make both impossible; kept for parity
         if method == "GET":
             if not name:
                 raise ServingError(invalid_argument("Missing model name in request."))
@@ -178,14 +134,14 @@ class RestApi:
         return name, "predict", self._predict(name, version, label, body)
 
     def _predict(self, name, version, label, body: bytes) -> str:
-        doc = json_tensor.parse_json(body)
-        signature_name = json_tensor.signature_name_of(doc)
+        doc = json_decode.parse_json(body)
+        signature_name = json_decode.signature_name_of(doc)
         servable = self.manager.get_servable(name, version, label)
         input_dtypes = servable.input_dtypes(signature_name)
         allow_fast = b"true" not in body and b"false" not in body  # bools need the exact walk
-        inputs, request_format = json_tensor.fill_predict_inputs(doc, input_dtypes, allow_fast)
+        inputs, request_format = json_decode.fill_predict_inputs(doc, input_dtypes, allow_fast)
         _, outputs = servable.predict(signature_name, inputs)
-        return json_tensor.make_json(outputs, request_format)
+        return json_encode.make_json(outputs, request_format)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -197,11 +153,15 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - quiet by default
         log.debug("%s - %s", self.address_string(), format % args)
 
-    def _reply(self, status: int, text: str, content_type="application/json") -> None:
-        data = text.encode()
+    def _reply(
+        self, status: int, body: str | bytes, content_type="application/json", headers=None
+    ) -> None:
+        data = body.encode() if isinstance(body, str) else body
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
         self.end_headers()
         self.wfile.write(data)
 
@@ -249,24 +209,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(status, text)
 
     def _explorer(self, path: str) -> bool:
-        """The latent explorer: `/` and `/static/FILE` from the package, `/explorer/models.json`."""
-        if path == "/explorer/models.json":
-            names = sorted(self.server.api.manager.model_names())
-            self._reply(200, json.dumps({"models": names}))
-            return True
-        name = "index.html" if path in ("/", "/index.html") else None
-        if path.startswith("/static/"):
-            name = path[len("/static/") :]
-        file = _static_files().get(name) if name else None
-        if file is None:
+        """Answers the latent explorer's URLs (see `explorer/routes.py`); False for others."""
+        page = explorer_response(path, self.server.api.manager.model_names)
+        if page is None:
             return False
-        data = file.read_bytes()
-        self.send_response(200)
-        self.send_header("Content-Type", STATIC_TYPES[file.suffix])
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-cache")
-        self.end_headers()
-        self.wfile.write(data)
+        content_type, data, headers = page
+        self._reply(200, data, content_type, headers)
         return True
 
     def do_GET(self):  # noqa: N802
@@ -283,6 +231,16 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class RestServer(ThreadingHTTPServer):
+    """The HTTP server: TF Serving's API, the explorer's pages, the Prometheus page.
+
+    Args:
+        address: `(host, port)` to bind.
+        api: the `RestApi` answering `/v1/` requests.
+        max_request_bytes: larger bodies are refused with 413.
+        num_threads: how many `/v1/` requests run at once.
+        prometheus_path: where the metrics page is served, or `None` for no page.
+    """
+
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128

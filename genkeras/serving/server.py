@@ -1,163 +1,192 @@
-"""`genkeras serve`: a local server with TF Serving's REST and gRPC APIs and its flags.
+"""Running the server: the model manager, the batcher, and the gRPC and REST servers.
 
-    genkeras serve --model_config_file serving/models.config [--rest_api_port 8501] [--port 8500]
+`run_server` takes options already parsed (`genkeras/commands/serve.py` reads them from TF
+Serving's flags) and serves until SIGTERM or SIGINT. Differences from TF Serving, on purpose:
+it binds 127.0.0.1 unless `host` says otherwise; it watches the config file every 2 s by
+default; `path_map` entries (`CONTAINER=HOST`) map the container paths of models.config
+(default `/models=<config folder>/../savedmodels`, docker-compose's mount); request bodies and
+gRPC messages are limited to `max_request_bytes` (64 MiB). The REST port also serves the
+latent explorer web page at `/` (see `genkeras/serving/explorer/`).
 
-Flags keep TF Serving's names (`--model_config_file`, `--model_config_file_poll_wait_seconds`,
-`--file_system_poll_wait_seconds`, `--enable_batching`, `--batching_parameters_file`,
-`--monitoring_config_file`, `--rest_api_num_threads`, `--model_name`/`--model_base_path`).
-Differences, on purpose: it binds 127.0.0.1 unless `--host` says otherwise; it watches the
-config file every 2 s by default; `--path_map CONTAINER=HOST` maps the container paths of
-models.config (default `/models=<config folder>/../savedmodels`, docker-compose's mount);
-request bodies and gRPC messages are limited to `--max_request_bytes` (64 MiB). The REST port
-also serves the latent explorer web page at `/` (genkeras/serving/static/, see README).
+TensorFlow, gRPC and the serving modules are imported when the server runs, so a command
+line can build its parser from `ServerOptions` and answer `--help` at once.
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import logging
-import os
 import signal
-import sys
 import threading
 
 log = logging.getLogger("genkeras.serving")
 
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes"):
-        return True
-    if text.lower() in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
 
 
-def _flag(parser, name, help=None):  # noqa: A002
-    """A boolean flag TF Serving's way: `--name`, `--name=true` or `--name=false`."""
-    parser.add_argument(name, nargs="?", const=True, default=False, type=_bool, help=help)
+@dataclasses.dataclass
+class ServerOptions:
+    """What to serve and how; each field is the `genkeras serve` flag of the same name.
+
+    Attributes:
+        port: gRPC port (0: no gRPC).
+        rest_api_port: REST port (0: no REST).
+        host: the address to bind.
+        model_config_file: a ModelServerConfig text proto (serving/models.config), watched.
+        model_name: the single model's name, with `model_base_path`.
+        model_base_path: the single model's base path (instead of a config file).
+        path_map: `CONTAINER=HOST` maps of the config's base paths (default
+            `/models=<config dir>/../savedmodels`).
+        model_config_file_poll_wait_seconds: how often the config file is checked (0: never).
+        file_system_poll_wait_seconds: how often base paths are polled for versions (0: once).
+        enable_batching: batch concurrent requests.
+        batching_parameters_file: BatchingParameters text proto for the batcher.
+        enable_per_model_batching_parameters: batch a version only with its own
+            batching_params.pbtxt (as TF Serving).
+        monitoring_config_file: MonitoringConfig text proto (Prometheus page).
+        rest_api_num_threads: how many REST requests run at once.
+        grpc_max_threads: gRPC worker threads.
+        max_request_bytes: the largest REST body or gRPC message accepted.
+        allow_version_labels_for_unavailable_models: accepted for compatibility; labels may
+            always point at any version here.
+        no_warmup: skip the assets.extra warm-up requests.
+    """
+
+    port: int = 8500
+    rest_api_port: int = 8501
+    host: str = "127.0.0.1"
+    model_config_file: str | None = None
+    model_name: str = "default"
+    model_base_path: str | None = None
+    path_map: list[str] = dataclasses.field(default_factory=list)
+    model_config_file_poll_wait_seconds: float = 2.0
+    file_system_poll_wait_seconds: float = 1.0
+    enable_batching: bool = False
+    batching_parameters_file: str | None = None
+    enable_per_model_batching_parameters: bool = False
+    monitoring_config_file: str | None = None
+    rest_api_num_threads: int = 32
+    grpc_max_threads: int = 32
+    max_request_bytes: int = 64 * 1024 * 1024
+    allow_version_labels_for_unavailable_models: bool = False
+    no_warmup: bool = False
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="genkeras serve", description=__doc__.split("\n\n")[0])
-    p.add_argument("--port", type=int, default=8500, help="gRPC port (0: no gRPC)")
-    p.add_argument("--rest_api_port", type=int, default=8501, help="REST port (0: no REST)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
-    p.add_argument(
-        "--model_config_file", help="ModelServerConfig text proto (serving/models.config)"
-    )
-    p.add_argument(
-        "--model_name", default="default", help="single model name, with --model_base_path"
-    )
-    p.add_argument("--model_base_path", help="single model base path (instead of a config file)")
-    p.add_argument(
-        "--path_map",
-        action="append",
-        default=[],
-        metavar="CONTAINER=HOST",
-        help="map base paths of the config (default /models=<config dir>/../savedmodels)",
-    )
-    p.add_argument("--model_config_file_poll_wait_seconds", type=float, default=2.0)
-    p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
-    _flag(p, "--enable_batching")
-    p.add_argument("--batching_parameters_file")
-    _flag(
-        p,
-        "--enable_per_model_batching_parameters",
-        help="batch a version only with its own batching_params.pbtxt (as TF Serving)",
-    )
-    p.add_argument("--monitoring_config_file")
-    p.add_argument("--rest_api_num_threads", type=int, default=32)
-    p.add_argument("--grpc_max_threads", type=int, default=32)
-    p.add_argument("--max_request_bytes", type=int, default=64 * 1024 * 1024)
-    _flag(
-        p,
-        "--allow_version_labels_for_unavailable_models",
-        help="accepted for compatibility; labels may always point at any version here",
-    )
-    _flag(p, "--no_warmup", help="skip assets.extra warm-up requests")
-    _flag(p, "--verbose")
-    return p
+def model_server_config(options: ServerOptions):
+    """The ModelServerConfig to serve: the config file's, or one model from its base path.
 
+    Args:
+        options: the server options.
 
-def _server_config(args):
+    Returns:
+        A `ModelServerConfig`.
+
+    Raises:
+        ValueError: when neither `model_config_file` nor `model_base_path` is given.
+    """
     from tensorflow_serving.config import model_server_config_pb2
 
     from genkeras.serving import config as config_lib
 
-    if args.model_config_file:
-        return config_lib.read_model_server_config(args.model_config_file)
-    if not args.model_base_path:
-        raise SystemExit("genkeras serve: give --model_config_file or --model_base_path")
+    if options.model_config_file:
+        return config_lib.read_model_server_config(options.model_config_file)
+    if not options.model_base_path:
+        raise ValueError("give model_config_file or model_base_path")
     config = model_server_config_pb2.ModelServerConfig()
     model = config.model_config_list.config.add()
     model.name, model.base_path, model.model_platform = (
-        args.model_name,
-        args.model_base_path,
+        options.model_name,
+        options.model_base_path,
         "tensorflow",
     )
     return config
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _batcher(options: ServerOptions):
     from genkeras.serving import config as config_lib
     from genkeras.serving.batching import Batcher
+
+    if not options.enable_batching:
+        return None
+    params = (
+        config_lib.read_batching_parameters(options.batching_parameters_file)
+        if options.batching_parameters_file
+        else None
+    )
+    return Batcher(params)
+
+
+def _prometheus_path(options: ServerOptions) -> str | None:
+    from genkeras.serving import config as config_lib
+
+    if not options.monitoring_config_file:
+        return None
+    monitoring = config_lib.read_monitoring_config(options.monitoring_config_file)
+    if not monitoring.prometheus_config.enable:
+        return None
+    return monitoring.prometheus_config.path or DEFAULT_PROMETHEUS_PATH
+
+
+def run_server(options: ServerOptions) -> int:
+    """Loads the models, starts the gRPC and REST servers and serves until SIGTERM or SIGINT.
+
+    Prints `genkeras serve: ready` once both servers listen. Must run in the main thread
+    (it installs the signal handlers).
+
+    Args:
+        options: the server options.
+
+    Returns:
+        The exit status, 0 after a clean stop.
+    """
+    from genkeras.serving import config as config_lib
     from genkeras.serving.grpc_service import make_grpc_server
     from genkeras.serving.manager import ModelManager
     from genkeras.serving.rest import RestApi, RestServer
 
-    server_config = _server_config(args)
-    path_maps = config_lib.parse_path_maps(args.path_map, args.model_config_file)
-    batcher = None
-    if args.enable_batching:
-        params = (
-            config_lib.read_batching_parameters(args.batching_parameters_file)
-            if args.batching_parameters_file
-            else None
-        )
-        batcher = Batcher(params)
-    prometheus_path = None
-    if args.monitoring_config_file:
-        monitoring = config_lib.read_monitoring_config(args.monitoring_config_file)
-        if monitoring.prometheus_config.enable:
-            prometheus_path = monitoring.prometheus_config.path or "/monitoring/prometheus/metrics"
+    server_config = model_server_config(options)
+    path_maps = config_lib.parse_path_maps(options.path_map, options.model_config_file)
+    batcher = _batcher(options)
+    prometheus_path = _prometheus_path(options)
 
     manager = ModelManager(
         server_config,
-        args.model_config_file,
+        options.model_config_file,
         path_maps,
         batcher,
-        warmup=not args.no_warmup,
-        per_model_batching=args.enable_per_model_batching_parameters,
+        warmup=not options.no_warmup,
+        per_model_batching=options.enable_per_model_batching_parameters,
     )
-    manager.start(args.file_system_poll_wait_seconds, args.model_config_file_poll_wait_seconds)
+    manager.start(
+        options.file_system_poll_wait_seconds, options.model_config_file_poll_wait_seconds
+    )
     for name in manager.model_names():
         log.info("Model %s: base path %s", name, manager.base_path(name))
 
     stop = threading.Event()
     grpc_server = rest_server = None
-    if args.port:
+    if options.port:
         grpc_server, port = make_grpc_server(
-            manager, f"{args.host}:{args.port}", args.max_request_bytes, args.grpc_max_threads
+            manager,
+            f"{options.host}:{options.port}",
+            options.max_request_bytes,
+            options.grpc_max_threads,
         )
         grpc_server.start()
-        log.info("Running gRPC ModelServer at %s:%d ...", args.host, port)
-    if args.rest_api_port:
+        log.info("Running gRPC ModelServer at %s:%d ...", options.host, port)
+    if options.rest_api_port:
         api = RestApi(manager)
         rest_server = RestServer(
-            (args.host, args.rest_api_port),
+            (options.host, options.rest_api_port),
             api,
-            args.max_request_bytes,
-            args.rest_api_num_threads,
+            options.max_request_bytes,
+            options.rest_api_num_threads,
             prometheus_path,
         )
         threading.Thread(target=rest_server.serve_forever, daemon=True).start()
-        log.info("Exporting HTTP/REST API at:%s:%d ...", args.host, rest_server.server_address[1])
+        log.info(
+            "Exporting HTTP/REST API at:%s:%d ...", options.host, rest_server.server_address[1]
+        )
 
     def shutdown(*_):
         stop.set()
@@ -172,8 +201,3 @@ def main(argv=None) -> int:
     if grpc_server is not None:
         grpc_server.stop(grace=2).wait()
     return 0
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.exit(main())

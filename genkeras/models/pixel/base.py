@@ -15,7 +15,7 @@ built from shifts and one-sided ("causal") paddings instead of multiplicative we
 * `pad_right(x, kw)` before a `valid` (1, kw) convolution makes output column j depend on
   input columns j-kw+1..j of the same row only (mask B of a horizontal stack).
 
-Every model also exposes the split the fast sampler relies on (see `genkeras.autoregressive`):
+Every model also exposes the split the fast sampler relies on (see `samplers.py`):
 
     logits(x) == horizontal(x, vertical(x))
 
@@ -26,6 +26,9 @@ per pixel.
 
 Pixels: grayscale images only (channels == 1); the sub-pixel R -> G -> B ordering of the
 PixelRNN paper is not implemented.
+
+Subclasses share the hyperparameters every pixel model has (`filters`, `num_layers`,
+`kernel_size`, `hidden`), kept and serialized here, and the 1x1 output head.
 """
 
 from __future__ import annotations
@@ -33,9 +36,9 @@ from __future__ import annotations
 import math
 
 import keras
-from keras import ops
+from keras import layers, ops
 
-from genkeras.models.distribution import per_replica
+from genkeras.models.loss_scaling import per_replica
 
 LIKELIHOODS = ("bernoulli", "categorical")
 LEVELS = 256  # intensities of the categorical likelihood
@@ -70,11 +73,16 @@ def gate(x):
 class PixelModel(keras.Model):
     """Base class: likelihoods, exact `log_prob`, the training loss and sampling entry points.
 
-    Subclasses build their layers in `__init__` and implement `vertical(x, labels)` and
-    `horizontal(rows, context)` (see the module docstring); `logits` and `call` follow.
+    Subclasses build their layers in `__init__`, then call `build_output_head()`, and
+    implement `vertical(x, labels)` and `horizontal(rows, context)` (see the module
+    docstring); `logits` and `call` follow.
 
     Args:
         image_shape: (height, width, 1).
+        filters: channels (PixelCNN) or hidden units (PixelRNN) of each layer.
+        num_layers: layers after the first.
+        hidden: channels of the 1x1 output head.
+        kernel_size: width of the layers' kernels (odd).
         likelihood: "bernoulli" (binary pixels; logits [N, H, W, 1]) or "categorical"
             (256 intensities; logits [N, H, W, 1, 256]).
         num_classes: > 0 makes the model class-conditional: inputs are `(images, labels)`.
@@ -82,7 +90,17 @@ class PixelModel(keras.Model):
 
     supports_temperature = True
 
-    def __init__(self, image_shape, likelihood="bernoulli", num_classes=0, **kwargs):
+    def __init__(
+        self,
+        image_shape,
+        filters,
+        num_layers,
+        hidden,
+        kernel_size=3,
+        likelihood="bernoulli",
+        num_classes=0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.image_shape = tuple(int(d) for d in image_shape)
         if self.image_shape[-1] != 1:
@@ -96,6 +114,21 @@ class PixelModel(keras.Model):
         self.likelihood = likelihood
         self.num_classes = int(num_classes or 0)
         self.out_channels = 1 if likelihood == "bernoulli" else LEVELS
+        if int(kernel_size) % 2 == 0:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}.")
+        self.filters = int(filters)
+        self.num_layers = int(num_layers)
+        self.kernel_size = int(kernel_size)
+        self.hidden = int(hidden)
+
+    def build_output_head(self):
+        """The 1x1 head both models end with: ReLU, `hidden` channels, then the logits."""
+        self.head = layers.Conv2D(self.hidden, 1, activation="relu", name="head")
+        self.out_conv = layers.Conv2D(self.out_channels, 1, name="logits", dtype="float32")
+
+    def output_head(self, features):
+        """Features [N, H, W, ?] -> per-pixel logits through the output head."""
+        return self.output_logits(self.out_conv(self.head(ops.relu(features))))
 
     # -- inputs ----------------------------------------------------------------------------
     @property
@@ -188,7 +221,7 @@ class PixelModel(keras.Model):
         extra = self.losses
         return per_replica(loss + ops.sum(ops.stack(extra)) if extra else loss)
 
-    # -- sampling (TensorFlow loops; see genkeras.autoregressive) ---------------------------
+    # -- sampling (TensorFlow loops; see samplers.py) ----------------------------------------
     def sample(self, num, seed, temperature=1.0, labels=None, fast=True):
         """`num` images drawn pixel by pixel; the same `seed` gives the same images.
 
@@ -202,9 +235,9 @@ class PixelModel(keras.Model):
         Returns:
             [num, H, W, 1] float32 images in [0, 1].
         """
-        from genkeras import autoregressive
+        from genkeras.models.pixel import samplers  # TensorFlow only when sampling
 
-        return autoregressive.sample(self, num, seed, temperature, labels=labels, fast=fast)
+        return samplers.sample(self, num, seed, temperature, labels=labels, fast=fast)
 
     def complete(self, images, rows, seed=0, temperature=1.0, labels=None, fast=True):
         """Keeps the first `rows` rows of `images` as given and samples the rest.
@@ -212,11 +245,9 @@ class PixelModel(keras.Model):
         Returns:
             [N, H, W, 1]: rows < `rows` equal the input exactly; the others are samples.
         """
-        from genkeras import autoregressive
+        from genkeras.models.pixel import samplers
 
-        return autoregressive.complete(
-            self, images, rows, seed, temperature, labels=labels, fast=fast
-        )
+        return samplers.complete(self, images, rows, seed, temperature, labels=labels, fast=fast)
 
     def get_config(self):
         return {
@@ -224,4 +255,8 @@ class PixelModel(keras.Model):
             "image_shape": self.image_shape,
             "likelihood": self.likelihood,
             "num_classes": self.num_classes,
+            "filters": self.filters,
+            "num_layers": self.num_layers,
+            "kernel_size": self.kernel_size,
+            "hidden": self.hidden,
         }

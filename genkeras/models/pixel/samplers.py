@@ -1,4 +1,4 @@
-"""Sampling, completion, evaluation and pictures for the autoregressive pixel models.
+"""Sampling and completion for the autoregressive pixel models, naive and row-cached.
 
 Sampling is pixel by pixel in raster order, inside TensorFlow graphs (`tf.while_loop`), so the
 same code runs eagerly, under `tf.function` and inside an exported SavedModel.
@@ -19,13 +19,7 @@ Gumbel-max trick `argmax(logits / T - log(-log u))`, with `u` from
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
-
-import numpy as np
 import tensorflow as tf
-
-from genkeras import pictures
 
 MIN_TEMPERATURE = 1e-3
 
@@ -90,7 +84,12 @@ def _run(model, x, start_row, seed, temperature, labels, fast):
     if labels is not None:
         labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
     loop = _loop_fast if fast else _loop_naive
-    return loop(model, x, start_row, seed, temperature, labels)
+    # An empty batch has nothing to draw (and oneDNN's convolutions refuse one).
+    return tf.cond(
+        tf.shape(x)[0] > 0,
+        lambda: loop(model, x, start_row, seed, temperature, labels),
+        lambda: x,
+    )
 
 
 def sample(model, num, seed, temperature=1.0, labels=None, fast=True):
@@ -157,103 +156,3 @@ def compiled_completer(model, fast=True):
         lambda images, rows, seed: complete(model, images, rows, seed, fast=fast),
         specs,
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Evaluation and pictures (the registry's `evaluate` and `pictures` hooks).
-
-
-def log_probs(model, batches, targets=False) -> np.ndarray:
-    """Exact log p(x) (nats) of every image in `batches`.
-
-    Args:
-        model: a pixel model.
-        batches: model inputs (images, or (images, labels)), or `(inputs, targets)` pairs
-            when `targets` is True.
-    """
-    values = []
-    for batch in batches:
-        if targets:
-            batch = batch[0]
-        images, labels = model.split_inputs(batch)
-        values.append(np.asarray(model.log_prob(images, labels)["log_prob"]))
-    return np.concatenate(values)
-
-
-def likelihood_metrics(model, batches, view) -> dict:
-    """Test negative log-likelihood: nats per image and bits per dimension.
-
-    For Bernoulli models on dynamically binarized data the test images are one binarization
-    drawn with the pipeline's seed.
-    """
-    values = log_probs(model, batches, targets=view.targets)
-    dims = math.prod(model.image_shape)
-    nll = float(-values.mean())
-    return {
-        "test_nll_nats": nll,
-        "test_bits_per_dim": nll / (dims * math.log(2.0)),
-        "test_images": int(len(values)),
-    }
-
-
-def auroc(positive_scores, negative_scores) -> float:
-    """Area under the ROC curve: P(score of a positive > score of a negative), ties count 1/2."""
-    pos = np.asarray(positive_scores, np.float64)
-    neg = np.asarray(negative_scores, np.float64)
-    scores = np.concatenate([pos, neg])
-    order = scores.argsort(kind="mergesort")
-    ranks = np.empty(len(scores), np.float64)
-    sorted_scores = scores[order]
-    # average ranks for ties
-    unique, start, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    average = start + (counts + 1) / 2.0
-    ranks[order] = np.repeat(average, counts)
-    rank_sum = ranks[: len(pos)].sum()
-    return float((rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
-
-
-def pixel_pictures(model, examples, view, out_dir, seed: int = 0) -> list[Path]:
-    """Samples (temperature 1), and completions of the top half of test images.
-
-    Files: `samples.png` (16 samples from the fast sampler) and `completions.png`
-    (original | top half given | three completions with different seeds).
-    """
-    out_dir = Path(out_dir)
-    labels = examples.get("label") if model.conditional else None
-    if model.conditional:
-        sample_labels = np.arange(16) % model.num_classes
-        samples = sample(model, 16, seed, 1.0, labels=sample_labels).numpy()
-    else:
-        samples = compiled_sampler(model)(16, seed, 1.0).numpy()
-    paths = [pictures.save_panels([("samples (T=1)", samples)], out_dir / "samples.png", columns=4)]
-
-    images = np.asarray(examples["image"][:8], np.float32)
-    if view.binarize:
-        images = (images >= 0.5).astype(np.float32)
-    rows = model.image_shape[0] // 2
-    given = images.copy()
-    given[:, rows:] = 0.5
-    panels = [("original", images), (f"top {rows} rows", given)]
-    for index in range(3):
-        if model.conditional:
-            done = complete(model, images, rows, seed + index, labels=labels[:8]).numpy()
-        else:
-            done = compiled_completer(model)(images, rows, seed + index).numpy()
-        panels.append((f"seed {seed + index}", done))
-    paths.append(pictures.save_panels(panels, out_dir / "completions.png", columns=2))
-    return paths
-
-
-def bits_per_dim_histogram(per_image: dict, path, title=None) -> Path:
-    """Histogram PNG of per-image bits/dim, one series per data set name."""
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for name, values in per_image.items():
-        axis.hist(values, bins=80, alpha=0.55, density=True, label=name)
-    axis.set_xlabel("bits per dimension (lower = more likely)")
-    axis.set_ylabel("density")
-    axis.legend()
-    if title:
-        axis.set_title(title)
-    return pictures.save_figure(figure, path)

@@ -1,12 +1,10 @@
-"""Build `static/explorer_data.json`, the data bundled with the latent explorer page.
-
-    python -m genkeras.serving.explorer_data [--savedmodels savedmodels] [--count 32] [--hist 500]
+"""Building `static/explorer_data.json`, the data bundled with the latent explorer page.
 
 It holds (a) the first `count` MNIST test digits (0-255 integers, row-major 28x28) with their
 labels and two attribute scores computed from the pixels, and (b) for every shipped model with a
 `log_prob` signature, a histogram of log p(x) over the first `hist` test images, computed with
-the SavedModel's own `log_prob` signature, i.e. exactly what the server answers. Run it again
-after re-exporting a likelihood model. Attributes:
+the SavedModel's own `log_prob` signature, i.e. exactly what the server answers. Build it again
+after re-exporting a likelihood model (`genkeras/commands/explorer_data.py`). Attributes:
 
 * `thickness`: stroke width ~ 2 * ink area / ink perimeter (pixels above 0.5), which does not
   depend much on the digit's class;
@@ -15,16 +13,25 @@ after re-exporting a likelihood model. Attributes:
 
 from __future__ import annotations
 
-import argparse
-import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-STATIC = Path(__file__).resolve().parent / "static"
+from genkeras.serving.explorer.routes import STATIC_DIR
+
+DEFAULT_OUTPUT = STATIC_DIR / "explorer_data.json"
 
 
 def thickness(image: np.ndarray) -> float:
+    """Stroke width of a digit: 2 * ink area / ink perimeter, ink being pixels above 0.5.
+
+    Args:
+        image: one image, `[height, width]`, values in [0, 1].
+
+    Returns:
+        The width in pixels.
+    """
     ink = image > 0.5
     padded = np.pad(ink, 1)
     interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:] & ink
@@ -33,6 +40,14 @@ def thickness(image: np.ndarray) -> float:
 
 
 def slant(image: np.ndarray) -> float:
+    """Slant of a digit: the image moment -mu11 / mu02, positive when it leans right.
+
+    Args:
+        image: one image, `[height, width]`, values in [0, 1].
+
+    Returns:
+        The slant (horizontal shift per row, in pixels).
+    """
     ys, xs = np.mgrid[0 : image.shape[0], 0 : image.shape[1]]
     mass = image.sum() + 1e-8
     cx, cy = (xs * image).sum() / mass, (ys * image).sum() / mass
@@ -41,25 +56,36 @@ def slant(image: np.ndarray) -> float:
     return float(-mu11 / (mu02 + 1e-8))  # y grows downwards: a right lean has mu11 < 0
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--savedmodels", default="savedmodels")
-    parser.add_argument("--count", type=int, default=32)
-    parser.add_argument("--hist", type=int, default=500)
-    parser.add_argument("--bins", type=int, default=40)
-    parser.add_argument("--output", default=str(STATIC / "explorer_data.json"))
-    args = parser.parse_args(argv)
+def build_explorer_data(
+    savedmodels: str | Path = "savedmodels",
+    count: int = 32,
+    hist: int = 500,
+    bins: int = 40,
+    echo: Callable[[str], None] | None = None,
+) -> dict:
+    """The explorer's data document: test digits with attributes, log p(x) histograms.
 
+    Args:
+        savedmodels: the folder of exported models (`NAME/VERSION/`); the latest version of
+            each model with a `log_prob` signature gets a histogram.
+        count: how many MNIST test digits to bundle.
+        hist: how many test images each histogram covers.
+        bins: histogram bins.
+        echo: called with one line per model histogram (its mean log p(x)); `None` is quiet.
+
+    Returns:
+        The document, ready for `json.dumps`.
+    """
     import tensorflow as tf
 
     from genkeras.data import take_examples
 
-    examples = take_examples("mnist", "test", max(args.count, args.hist))
+    examples = take_examples("mnist", "test", max(count, hist))
     images = np.asarray(examples["image"], np.float32)
     if images.max() > 1.5:
         images = images / 255.0
     labels = np.asarray(examples["label"]).astype(int)
-    digits = images[: args.count, :, :, 0]
+    digits = images[:count, :, :, 0]
     doc = {
         "source": "MNIST test split, first examples (genkeras.data.take_examples)",
         "digits": [
@@ -77,7 +103,7 @@ def main(argv=None) -> int:
         },
         "log_prob_histograms": {},
     }
-    for folder in sorted(Path(args.savedmodels).glob("*/")):
+    for folder in sorted(Path(savedmodels).glob("*/")):
         versions = sorted(
             (p for p in folder.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
         )
@@ -88,13 +114,13 @@ def main(argv=None) -> int:
             continue
         signature = loaded.signatures["log_prob"]
         values = []
-        for start in range(0, args.hist, 50):
+        for start in range(0, hist, 50):
             batch = {"images": tf.constant(images[start : start + 50])}
             if "labels" in signature.structured_input_signature[1]:
                 batch["labels"] = tf.constant(labels[start : start + 50], tf.int32)
             values.append(signature(**batch)["log_prob"].numpy())
-        values = np.concatenate(values)[: args.hist]
-        counts, edges = np.histogram(values, bins=args.bins)
+        values = np.concatenate(values)[:hist]
+        counts, edges = np.histogram(values, bins=bins)
         doc["log_prob_histograms"][folder.name] = {
             "version": int(versions[-1].name),
             "n": int(len(values)),
@@ -102,11 +128,6 @@ def main(argv=None) -> int:
             "edges": [round(float(e), 3) for e in edges],
             "values": sorted(round(float(v), 2) for v in values),  # for percentiles
         }
-        print(f"{folder.name}: log_prob mean {values.mean():.1f} over {len(values)} test images")
-    Path(args.output).write_text(json.dumps(doc, separators=(",", ":")))
-    print(f"wrote {args.output} ({Path(args.output).stat().st_size} bytes)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        if echo is not None:
+            echo(f"{folder.name}: log_prob mean {values.mean():.1f} over {len(values)} test images")
+    return doc

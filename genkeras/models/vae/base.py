@@ -1,4 +1,4 @@
-"""Variational autoencoders: dense, convolutional and conditional (p(x | y)).
+"""The VAE base class: Gaussian encoder, decoder, the ELBO, sampling and importance weights.
 
 A VAE is an autoencoder with probability tricks (the lecture's words). The encoder maps an
 image to the mean and log-variance of a Gaussian q(z | x); a code is drawn from it with the
@@ -25,45 +25,17 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from genkeras.models.distribution import per_replica
+from genkeras.models.loss_scaling import per_replica
 from genkeras.models.seeds import StatelessSeed
+from genkeras.models.vae.densities import (
+    bernoulli_log_likelihood,
+    diagonal_normal_log_density,
+    gaussian_kl,
+    gaussian_log_likelihood,
+    standard_normal_log_density,
+)
 
 LIKELIHOODS = ("bernoulli", "gaussian")
-LOG_2PI = math.log(2.0 * math.pi)
-
-
-# ---------------------------------------------------------------------------------------------
-# Densities, all per example (summed over the last axes), in nats.
-
-
-def gaussian_kl(z_mean, z_log_var):
-    """Analytic KL(N(mean, exp(log_var)) || N(0, 1)) per latent dimension, shape of `z_mean`."""
-    return 0.5 * (ops.exp(z_log_var) + ops.square(z_mean) - 1.0 - z_log_var)
-
-
-def standard_normal_log_density(z):
-    """log N(z; 0, I), summed over the last axis."""
-    return -0.5 * ops.sum(ops.square(z) + LOG_2PI, axis=-1)
-
-
-def diagonal_normal_log_density(z, mean, log_var):
-    """log N(z; mean, diag(exp(log_var))), summed over the last axis."""
-    return -0.5 * ops.sum(ops.square(z - mean) * ops.exp(-log_var) + log_var + LOG_2PI, axis=-1)
-
-
-def bernoulli_log_likelihood(images, logits):
-    """log p(x | logits) of binary pixels, summed over height, width and channels: [N]."""
-    log_p = images * logits - ops.softplus(logits)
-    return ops.sum(ops.reshape(log_p, (ops.shape(log_p)[0], -1)), axis=-1)
-
-
-def gaussian_log_likelihood(images, means, log_sigma):
-    """log N(x; means, sigma^2 I) of continuous pixels (a density, not a probability): [N]."""
-    log_p = -0.5 * (ops.square((images - means) * ops.exp(-log_sigma)) + LOG_2PI) - log_sigma
-    return ops.sum(ops.reshape(log_p, (ops.shape(log_p)[0], -1)), axis=-1)
-
-
-# ---------------------------------------------------------------------------------------------
 
 
 class VAE(keras.Model):
@@ -312,7 +284,7 @@ class VAE(keras.Model):
         Sets the bias of the decoder's `logits` layer to logit(mean pixel): one value per pixel
         where the layer has one per pixel (DenseVAE), one per channel otherwise (ConvVAE). The
         first steps then learn strokes rather than the background, which saves conv_vae about
-        a fifth of its steps to 100 nats (docs/benchmarks.md). train.py calls it on new runs.
+        a fifth of its steps to 100 nats. train.py calls it on new runs.
 
         Args:
             inputs: model inputs (images in [0, 1], or `(images, labels)`), e.g. the first
@@ -369,148 +341,3 @@ class VAE(keras.Model):
             "log_prob_samples": self.log_prob_samples,
             "seed": self.seed,
         }
-
-
-@keras.saving.register_keras_serializable(package="genkeras")
-class DenseVAE(VAE):
-    """MLP encoder and decoder (the VAE of Kingma & Welling and of the lecture).
-
-    Args:
-        hidden_units: widths of the encoder's hidden layers; the decoder mirrors them.
-
-    Example:
-    >>> model = DenseVAE((28, 28, 1), latent_dim=2)
-    >>> sorted(model.encode(np.zeros((3, 28, 28, 1), "float32")))
-    ['z', 'z_log_var', 'z_mean']
-    """
-
-    def __init__(self, image_shape, latent_dim, hidden_units=(512, 256), **kwargs):
-        self.hidden_units = tuple(hidden_units)
-        super().__init__(image_shape, latent_dim, **kwargs)
-
-    def encoder_body(self, images):
-        x = layers.Flatten()(images)
-        for units in self.hidden_units:
-            x = layers.Dense(units, activation="relu")(x)
-        return x
-
-    def decoder_body(self, vector):
-        x = vector
-        for units in reversed(self.hidden_units):
-            x = layers.Dense(units, activation="relu")(x)
-        x = layers.Dense(int(np.prod(self.image_shape)), name="logits", dtype="float32")(x)
-        return layers.Reshape(self.image_shape, dtype="float32")(x)
-
-    def get_config(self):
-        return {**super().get_config(), "hidden_units": self.hidden_units}
-
-
-@keras.saving.register_keras_serializable(package="genkeras")
-class ConvVAE(VAE):
-    """Strided convolutions down to the Gaussian heads, transposed convolutions back up.
-
-    Height and width must be divisible by 2 ** len(filters).
-
-    Args:
-        filters: channels of each stride-2 encoder block; the decoder mirrors them.
-        dense_units: width of the dense layer between the convolutions and z (0 = none).
-
-    Example:
-    >>> model = ConvVAE((28, 28, 1), latent_dim=32)
-    >>> model.sample(2, seed=0).shape
-    TensorShape([2, 28, 28, 1])
-    """
-
-    def __init__(self, image_shape, latent_dim, filters=(32, 64), dense_units=512, **kwargs):
-        self.filters = tuple(filters)
-        self.dense_units = int(dense_units)
-        height, width, _ = image_shape
-        factor = 2 ** len(self.filters)
-        if height % factor or width % factor:
-            raise ValueError(
-                f"ConvVAE needs height and width divisible by {factor} (2 ** len(filters)); "
-                f"got {height}x{width}. Use fewer filters or resize the images."
-            )
-        self.bottom_shape = (height // factor, width // factor, self.filters[-1])
-        super().__init__(image_shape, latent_dim, **kwargs)
-
-    def encoder_body(self, images):
-        x = images
-        for channels in self.filters:
-            x = layers.Conv2D(channels, 3, strides=2, padding="same", activation="relu")(x)
-        x = layers.Flatten()(x)
-        if self.dense_units:
-            x = layers.Dense(self.dense_units, activation="relu")(x)
-        return x
-
-    def decoder_body(self, vector):
-        x = vector
-        if self.dense_units:
-            x = layers.Dense(self.dense_units, activation="relu")(x)
-        x = layers.Dense(int(np.prod(self.bottom_shape)), activation="relu")(x)
-        x = layers.Reshape(self.bottom_shape)(x)
-        # Mirror the encoder, one block narrower each time, so the full-resolution layer is cheap.
-        widths = [*reversed(self.filters[:-1]), max(self.filters[0] // 2, 8)]
-        for channels in widths:
-            x = layers.Conv2DTranspose(channels, 3, strides=2, padding="same", activation="relu")(x)
-        return layers.Conv2D(
-            self.image_shape[-1], 3, padding="same", name="logits", dtype="float32"
-        )(x)
-
-    def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "dense_units": self.dense_units}
-
-
-@keras.saving.register_keras_serializable(package="genkeras")
-class ConditionalVAE(DenseVAE):
-    """A dense VAE conditioned on the class label: q(z | x, y) and p(x | z, y).
-
-    z then holds the style (slant, thickness) and y the class, so one z decoded with each
-    label draws the same style of every digit. Inputs are `(images, labels)`.
-
-    Args:
-        num_classes: number of labels (10 for MNIST).
-
-    Example:
-    >>> model = ConditionalVAE((28, 28, 1), latent_dim=8)
-    >>> model.sample(3, seed=0, labels=np.array([1, 2, 3])).shape
-    TensorShape([3, 28, 28, 1])
-    """
-
-    def __init__(self, image_shape, latent_dim, num_classes=10, **kwargs):
-        super().__init__(image_shape, latent_dim, num_classes=num_classes, **kwargs)
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-class KLWarmup(keras.callbacks.Callback):
-    """Linear KL warm-up: kl_weight = beta * min(1, (epoch + 1) / epochs) during training.
-
-    Epoch 0 trains with beta / epochs, epoch `epochs - 1` and later with beta. The weight is set
-    back to beta when training ends. Validation losses always use beta (see `VAE`).
-
-    Args:
-        epochs: length of the ramp; 0 or less disables it.
-    """
-
-    def __init__(self, epochs):
-        super().__init__()
-        self.epochs = int(epochs)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        factor = min(1.0, (epoch + 1) / self.epochs) if self.epochs > 0 else 1.0
-        self.model.kl_weight.assign(self.model.beta * factor)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["kl_weight"] = float(keras.ops.convert_to_numpy(self.model.kl_weight))
-
-    def on_train_end(self, logs=None):
-        self.model.kl_weight.assign(self.model.beta)
-
-
-def kl_warmup_callbacks(options: dict) -> list:
-    """The registry's `extra_callbacks` hook: a `KLWarmup` when `kl_warmup_epochs` > 0."""
-    epochs = int(options.get("kl_warmup_epochs", 0) or 0)
-    return [KLWarmup(epochs)] if epochs > 0 else []

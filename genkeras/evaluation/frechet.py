@@ -9,21 +9,19 @@ Lower is better; the test set against the training set gives the floor a perfect
 reach. The shipped classifier (`genkeras/assets/mnist_classifier.keras`, about 100 KB) is
 trained by
 
-    python -m genkeras.frechet train-classifier --epochs 3
+    genkeras train-classifier --epochs 3
 
 and reaches the test accuracy recorded in `genkeras/assets/mnist_classifier.json`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 CLASSIFIER_PATH = ASSETS / "mnist_classifier.keras"
 
 
@@ -81,7 +79,7 @@ def train_classifier(out=CLASSIFIER_PATH, epochs=3, batch_size=128, limit=None, 
         "test_accuracy": float(accuracy),
         "epochs": epochs,
         "parameters": int(model.count_params()),
-        "command": f"python -m genkeras.frechet train-classifier --epochs {epochs}",
+        "command": f"genkeras train-classifier --epochs {epochs}",
     }
     out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     return record
@@ -94,8 +92,7 @@ def load_classifier(path=CLASSIFIER_PATH):
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
-            f"No MNIST classifier at {path}. "
-            "Train it with: python -m genkeras.frechet train-classifier"
+            f"No MNIST classifier at {path}. Train it with: genkeras train-classifier"
         )
     return keras.saving.load_model(path)
 
@@ -132,19 +129,3 @@ def mnist_frechet_distance(images_a, images_b, classifier=None) -> float:
     return frechet_distance_from_activations(
         logits(classifier, images_a), logits(classifier, images_b)
     )
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m genkeras.frechet")
-    sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train-classifier", help="train and save the MNIST classifier")
-    train.add_argument("--out", default=str(CLASSIFIER_PATH))
-    train.add_argument("--epochs", type=int, default=3)
-    train.add_argument("--limit", type=int)
-    args = parser.parse_args(argv)
-    print(json.dumps(train_classifier(args.out, args.epochs, limit=args.limit), indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

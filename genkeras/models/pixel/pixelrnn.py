@@ -11,7 +11,7 @@ Each Row LSTM layer processes the image one row at a time. For row i:
   state at (i, j) sees (i-1, j-1..j+1), i.e. a triangle of the rows above.
 
 Layers after the first are residual. The same split as PixelCNN holds (see
-`genkeras.models.masked`): `vertical` runs the recurrence and returns, for every row, each
+`genkeras.models.pixel.base`): `vertical` runs the recurrence and returns, for every row, each
 layer's state of the row above; `horizontal` computes one LSTM step on given rows from that
 state, so the fast sampler reuses it. The Row LSTM's receptive field is triangular (the
 paper's Diagonal BiLSTM removes that blind spot; not implemented here).
@@ -20,7 +20,7 @@ paper's Diagonal BiLSTM removes that blind spot; not implemented here).
 import keras
 from keras import layers, ops
 
-from genkeras.models.masked import PixelModel, pad_right, right_shift
+from genkeras.models.pixel.base import PixelModel, pad_right, right_shift
 
 
 @keras.saving.register_keras_serializable(package="genkeras")
@@ -32,10 +32,9 @@ class PixelRNN(PixelModel):
         latent_dim: ignored (no latent); accepted for the registry.
         filters: hidden units p of each Row LSTM layer.
         num_layers: Row LSTM layers.
-        kernel_size: width of the input-to-state convolutions (odd).
         hidden: channels of the 1x1 output head.
-        likelihood: "bernoulli" or "categorical".
-        num_classes: > 0 for a class-conditional model fed `(images, labels)`.
+        **kwargs: `kernel_size` (of the input-to-state convolutions, odd), `likelihood`,
+            `num_classes`: see `PixelModel`.
 
     Example:
     >>> model = PixelRNN((4, 4, 1), filters=8, num_layers=1)
@@ -43,23 +42,8 @@ class PixelRNN(PixelModel):
     (2, 4, 4, 1)
     """
 
-    def __init__(
-        self,
-        image_shape,
-        latent_dim=None,
-        filters=32,
-        num_layers=2,
-        kernel_size=3,
-        hidden=64,
-        likelihood="bernoulli",
-        num_classes=0,
-        **kwargs,
-    ):
-        super().__init__(image_shape, likelihood=likelihood, num_classes=num_classes, **kwargs)
-        self.filters = int(filters)
-        self.num_layers = int(num_layers)
-        self.kernel_size = int(kernel_size)
-        self.hidden = int(hidden)
+    def __init__(self, image_shape, latent_dim=None, filters=32, num_layers=2, hidden=64, **kwargs):
+        super().__init__(image_shape, filters, num_layers, hidden, **kwargs)
         p = self.filters
         self.input_to_state = [
             layers.Conv2D(4 * p, (1, self.kernel_size // 2 + 1), name=f"input_to_state_{index}")
@@ -79,8 +63,7 @@ class PixelRNN(PixelModel):
             if self.conditional
             else []
         )
-        self.head = layers.Conv2D(self.hidden, 1, activation="relu", name="head")
-        self.out_conv = layers.Conv2D(self.out_channels, 1, name="logits", dtype="float32")
+        self.build_output_head()
 
     def _gate_inputs(self, index, inputs):
         """Input-to-state term for whole rows (mask A for layer 0, mask B after)."""
@@ -128,13 +111,4 @@ class PixelRNN(PixelModel):
             h_above, c_above, bias = context[3 * index : 3 * index + 3]
             h, _ = self._step(index, self._gate_inputs(index, inputs) + bias, h_above, c_above)
             inputs = self._layer_output(index, inputs, h)
-        return self.output_logits(self.out_conv(self.head(ops.relu(inputs))))
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "filters": self.filters,
-            "num_layers": self.num_layers,
-            "kernel_size": self.kernel_size,
-            "hidden": self.hidden,
-        }
+        return self.output_head(inputs)

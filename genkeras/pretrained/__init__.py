@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-FOLDER = Path(__file__).resolve().parent / "pretrained"
+FOLDER = Path(__file__).resolve().parent  # the .keras files sit beside this loader
 
 
 def available() -> list[str]:

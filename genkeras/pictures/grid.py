@@ -1,4 +1,4 @@
-"""PNG pictures: image grids side by side, as in the lecture's "Results on the Test Set"."""
+"""The grid helper every picture uses: images tiled into grids, saved as PNG files."""
 
 from __future__ import annotations
 
@@ -65,33 +65,33 @@ def save_panels(panels, path, columns: int = 4, title: str | None = None) -> Pat
     return save_figure(figure, path)
 
 
-def reconstruction_pictures(model, examples, view, out_dir, seed: int = 0) -> list[Path]:
-    """Original | reconstruction, or original | noisy | denoised when the view adds noise.
+def save_grid(images, columns, path, title=None, row_labels=None, column_labels=None) -> Path:
+    """Saves one grid of images as a PNG, with an optional title and row / column tick labels.
 
     Args:
-        model: has `reconstruct` and `denoise`.
-        examples: dict with `image` [N, H, W, C] test images in [0, 1].
-        view: the model's `genkeras.data.View`.
-        out_dir: folder for `reconstructions.png`.
-        seed: seeds the noise.
-    """
-    import tensorflow as tf
+        images: [N, H, W, C] in [0, 1], laid out row by row.
+        columns: images per row.
+        path: the PNG file to write.
+        title: optional title above the grid.
+        row_labels, column_labels: optional tick labels, one per row / column.
 
-    originals = examples["image"][:20]
-    if view.noise is None:
-        panels = [("Original", originals), ("Reconstruction", model.reconstruct(originals))]
-    else:
-        noisy = view.noise.apply(
-            tf.constant(originals), tf.random.Generator.from_seed(seed)
-        ).numpy()
-        panels = [
-            ("Original", originals),
-            (f"Noisy ({view.noise})", noisy),
-            ("Denoised", model.denoise(noisy)),
-        ]
-    return [
-        save_panels(
-            [(name, np.asarray(images)) for name, images in panels],
-            Path(out_dir) / "reconstructions.png",
-        )
-    ]
+    Returns:
+        The path written.
+    """
+    grid = tile(np.asarray(images), columns)
+    height = grid.shape[0] / grid.shape[1] * 6
+    figure, axis = plt.subplots(figsize=(6.4, max(1.6, height + (0.6 if title else 0.2))))
+    show_grid(axis, grid)
+    axis.set_xticks([])
+    axis.set_yticks([])
+    if column_labels is not None:
+        size = images.shape[2] + 1
+        axis.set_xticks([size * i + size / 2 - 1 for i in range(len(column_labels))])
+        axis.set_xticklabels(column_labels, fontsize=7)
+    if row_labels is not None:
+        size = images.shape[1] + 1
+        axis.set_yticks([size * i + size / 2 - 1 for i in range(len(row_labels))])
+        axis.set_yticklabels(row_labels, fontsize=7)
+    if title:
+        axis.set_title(title, fontsize=9)
+    return save_figure(figure, path)

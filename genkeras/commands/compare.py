@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from genkeras import data, pictures
+from genkeras import data
 from genkeras.registry import UnknownModelError, get_spec
-from genkeras.training import TrainConfig, train
 
 
 def format_table(rows: list[dict]) -> str:
@@ -60,6 +57,11 @@ def compare(
     Returns:
         The per-model reports (as in metrics.json) and the path of the picture.
     """
+    import keras
+
+    from genkeras.pictures.grid import save_panels
+    from genkeras.training import TrainConfig, train
+
     folder = Path(output_dir) / f"latent{latent_dim}"
     reports, models = [], {}
     for name in names:
@@ -86,7 +88,7 @@ def compare(
     panels = [("Original", originals)] + [
         (name, np.asarray(model.reconstruct(originals))) for name, model in models.items()
     ]
-    path = pictures.save_panels(
+    path = save_panels(
         panels,
         folder / "reconstructions.png",
         columns=2,
@@ -131,7 +133,3 @@ def main(argv=None) -> int:
     print(format_table(reports))
     print(f"\npicture: {path}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

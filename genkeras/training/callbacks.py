@@ -67,9 +67,8 @@ class LearningRateWarmup(keras.callbacks.Callback):
     optimizer steps, then leaves it to the other callbacks (plateau halving, `TimeBudget`).
 
     Why: Adam's first updates are as large as its learning rate whatever the gradient's size,
-    and a VAE pushed that hard at the start spends hundreds of steps recovering (measured in
-    docs/benchmarks.md: conv_vae at Adam 2e-3 reaches 100 nats after 904 steps with a 300-step
-    warm-up, 1,504 without one). The ramp follows `optimizer.iterations`,
+    and a VAE pushed that hard at the start spends hundreds of steps recovering
+    (docs/benchmarks.md, "Time to quality"). The ramp follows `optimizer.iterations`,
     so a resumed run does not warm up again; with several steps per execution it moves once
     per execution. List it after `TimeBudget`, whose cosine it overrides while it ramps.
 

@@ -15,9 +15,9 @@ stack has residual connections. Output: per-pixel Bernoulli logits or 256-way lo
 """
 
 import keras
-from keras import layers, ops
+from keras import layers
 
-from genkeras.models.masked import (
+from genkeras.models.pixel.base import (
     PixelModel,
     down_shift,
     gate,
@@ -36,11 +36,10 @@ class PixelCNN(PixelModel):
         latent_dim: ignored (pixel models have no latent); accepted for the registry.
         filters: channels of each stack.
         num_layers: gated blocks after the first (mask A) layer.
-        kernel_size: width k of the gated blocks' kernels (odd).
-        first_kernel_size: width of the first layer's kernels (odd).
         hidden: channels of the 1x1 output head.
-        likelihood: "bernoulli" or "categorical".
-        num_classes: > 0 for a class-conditional model fed `(images, labels)`.
+        first_kernel_size: width of the first layer's kernels (odd).
+        **kwargs: `kernel_size` (of the gated blocks, odd), `likelihood`, `num_classes`: see
+            `PixelModel`.
 
     Example:
     >>> model = PixelCNN((4, 4, 1), filters=8, num_layers=2)
@@ -54,21 +53,14 @@ class PixelCNN(PixelModel):
         latent_dim=None,
         filters=64,
         num_layers=7,
-        kernel_size=3,
-        first_kernel_size=7,
         hidden=128,
-        likelihood="bernoulli",
-        num_classes=0,
+        first_kernel_size=7,
         **kwargs,
     ):
-        super().__init__(image_shape, likelihood=likelihood, num_classes=num_classes, **kwargs)
-        if kernel_size % 2 == 0 or first_kernel_size % 2 == 0:
-            raise ValueError("kernel_size and first_kernel_size must be odd.")
-        self.filters = int(filters)
-        self.num_layers = int(num_layers)
-        self.kernel_size = int(kernel_size)
+        super().__init__(image_shape, filters, num_layers, hidden, **kwargs)
+        if first_kernel_size % 2 == 0:
+            raise ValueError(f"first_kernel_size must be odd, got {first_kernel_size}.")
         self.first_kernel_size = int(first_kernel_size)
-        self.hidden = int(hidden)
         p, k, k1 = self.filters, self.kernel_size, self.first_kernel_size
         self.v_kernel = (k // 2 + 1, k)
         self.h_kernel = k // 2 + 1
@@ -88,8 +80,7 @@ class PixelCNN(PixelModel):
             if self.conditional:
                 self.v_cond.append(layers.Dense(2 * p, use_bias=False, name=f"v_cond_{index}"))
                 self.h_cond.append(layers.Dense(2 * p, use_bias=False, name=f"h_cond_{index}"))
-        self.head = layers.Conv2D(self.hidden, 1, activation="relu", name="head")
-        self.out_conv = layers.Conv2D(self.out_channels, 1, name="logits", dtype="float32")
+        self.build_output_head()
 
     def vertical(self, x, labels=None):
         """Vertical stack: per layer, the (2p-channel) input it gives the horizontal stack.
@@ -116,14 +107,7 @@ class PixelCNN(PixelModel):
         for index in range(self.num_layers):
             h_pre = self.h_convs[index](pad_right(h, self.h_kernel)) + context[index + 1]
             h = h + self.h_out[index](gate(h_pre))
-        return self.output_logits(self.out_conv(self.head(ops.relu(h))))
+        return self.output_head(h)
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "filters": self.filters,
-            "num_layers": self.num_layers,
-            "kernel_size": self.kernel_size,
-            "first_kernel_size": self.first_kernel_size,
-            "hidden": self.hidden,
-        }
+        return {**super().get_config(), "first_kernel_size": self.first_kernel_size}

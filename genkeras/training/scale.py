@@ -3,12 +3,12 @@
 train.py's speed and scale flags end up here:
 
 * `--jit-compile auto|on|off`: XLA for the training step only (exported graphs never use it).
-  `auto` is Keras's rule: on where a GPU is visible, off on CPU-only machines, where XLA made
-  our training steps slower (docs/benchmarks.md). The JAX backend always compiles with XLA.
+  `auto` is Keras's rule: on where a GPU is visible, off on CPU-only machines, where XLA makes
+  these training steps slower (docs/benchmarks.md). The JAX backend always compiles with XLA.
 * `--mixed-precision`: the `mixed_float16` policy (GPUs; `mixed_bfloat16` where no GPU is
   visible). Models keep their output layers and losses in float32.
 * `--steps-per-execution N` (default 8): N training steps per call into the compiled
-  function, so Python and the callbacks run once per N steps (measured 6-7% faster on CPU).
+  function, so Python and the callbacks run once per N steps.
 * `--strategy mirrored|multi-worker`: `tf.distribute.MirroredStrategy` over every local GPU
   (or, without GPUs, every logical CPU device), or `MultiWorkerMirroredStrategy` configured by
   the `TF_CONFIG` environment variable. `--batch-size` is the global batch.
@@ -22,8 +22,7 @@ import os
 
 import keras
 
-STRATEGIES = ("none", "mirrored", "multi-worker")
-JIT_SETTINGS = {"auto": "auto", "on": True, "off": False}
+from genkeras.training.config import JIT_COMPILE, STRATEGIES
 
 
 class ScaleError(ValueError):
@@ -32,11 +31,9 @@ class ScaleError(ValueError):
 
 def jit_compile(setting: str):
     """`--jit-compile` value -> the `jit_compile` argument of `Model.compile`."""
-    if setting not in JIT_SETTINGS:
-        raise ScaleError(
-            f"--jit-compile must be one of {', '.join(JIT_SETTINGS)}, got {setting!r}."
-        )
-    return JIT_SETTINGS[setting]
+    if setting not in JIT_COMPILE:
+        raise ScaleError(f"--jit-compile must be one of {', '.join(JIT_COMPILE)}, got {setting!r}.")
+    return JIT_COMPILE[setting]
 
 
 def mixed_precision_policy() -> str:
@@ -98,7 +95,7 @@ def steps_per_execution(requested: int, strategy) -> int:
     multi-step loop fails ("You must feed a value for placeholder tensor ..." from
     `multi_step_on_iterator`)."""
     if strategy is not None and requested > 1:
-        print(f"--strategy: running 1 step per execution (not {requested}); see genkeras/scale.py")
+        print(f"--strategy: 1 step per execution (not {requested}); see training/scale.py")
         return 1
     return requested
 

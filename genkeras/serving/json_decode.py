@@ -1,22 +1,15 @@
-"""TF Serving's JSON tensor codec (REST `:predict`), re-implemented from its documented behaviour.
+"""Reading REST `:predict` requests as TF Serving reads them (its `util/json_tensor.cc`).
 
-Behaviour follows tensorflow/serving `util/json_tensor.cc` and its tests:
-
-* Request: a JSON object with an optional string `signature_name` and exactly one of
+* A request is a JSON object with an optional string `signature_name` and exactly one of
   `instances` (row format: a non-empty list; every element one instance; a list of objects
   when there are several inputs, each object holding exactly the signature's input names) or
   `inputs` (columnar format: a plain value/list when the signature has one input, else an
   object that must hold every input name; extra keys are ignored).
 * Values: `NaN`, `Infinity`, `-Infinity` accepted; int32 inputs take JSON integers only
   (`1.0` is refused); float inputs take any number that fits without loss (integers beyond
-  2^24 - 1 are refused for float32).
-* Response: row format answers `{"predictions": [...]}` (one element per instance, an object
-  only when there are several outputs), columnar `{"outputs": ...}` (an object only when
-  there are several outputs). A float is written as `%g` (six significant digits) when that
-  reads back as the same float, else with `max_digits10` digits (`%.9g` for float32), with
-  `.0` appended to whole numbers; non-finite values as `NaN`, `Infinity`, `-Infinity`.
+  2^24 - 1 are refused for float32). Strings may come as `{"b64": ...}` objects.
 
-Errors raise `ServingError` with a canonical gRPC code (see `errors.py`).
+Errors raise `ServingError` with TF Serving's canonical code and message (see `errors.py`).
 """
 
 from __future__ import annotations
@@ -26,225 +19,21 @@ import math
 
 import numpy as np
 
+from genkeras.serving import dtypes
 from genkeras.serving.errors import ServingError, invalid_argument, unimplemented
-
-ROW, COLUMNAR = "row", "columnar"
-
-FLOAT32_MAX_INT = (1 << 24) - 1
-FLOAT64_MAX_INT = (1 << 53) - 1
-
-# DataType enum names (tensorflow/core/framework/types.proto) -> numpy dtypes.
-NUMPY_DTYPES = {
-    "DT_FLOAT": np.float32,
-    "DT_DOUBLE": np.float64,
-    "DT_INT32": np.int32,
-    "DT_INT16": np.int16,
-    "DT_INT8": np.int8,
-    "DT_UINT8": np.uint8,
-    "DT_INT64": np.int64,
-    "DT_BOOL": np.bool_,
-    "DT_UINT32": np.uint32,
-    "DT_UINT64": np.uint64,
-    "DT_STRING": np.object_,
-}
-INT_RANGES = {
-    "DT_INT32": (-(2**31), 2**31 - 1),
-    "DT_INT16": (-(2**31), 2**31 - 1),  # rapidjson IsInt(): TF Serving checks int range only
-    "DT_INT8": (-(2**31), 2**31 - 1),
-    "DT_UINT8": (-(2**31), 2**31 - 1),
-    "DT_INT64": (-(2**63), 2**63 - 1),
-    "DT_UINT32": (0, 2**32 - 1),
-    "DT_UINT64": (0, 2**64 - 1),
-}
-TYPE_NAMES = {  # DataTypeString(): what TF Serving's messages call the types
-    "DT_FLOAT": "float",
-    "DT_DOUBLE": "double",
-    "DT_INT32": "int32",
-    "DT_INT16": "int16",
-    "DT_INT8": "int8",
-    "DT_UINT8": "uint8",
-    "DT_INT64": "int64",
-    "DT_BOOL": "bool",
-    "DT_UINT32": "uint32",
-    "DT_UINT64": "uint64",
-    "DT_STRING": "string",
-}
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing numbers
-
-
-def format_float(value: float, double: bool = False) -> str:
-    """One float as TF Serving writes it: `0.2`, `1.0`, `1e+06`, `0.333333343`, `NaN`."""
-    value = float(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "-Infinity" if value < 0 else "Infinity"
-    text = f"{value:g}"
-    if double:
-        if float(text) != value:
-            text = f"{value:.17g}"
-    elif np.float32(float(text)) != np.float32(value):
-        text = f"{value:.9g}"
-    if "." not in text and "e" not in text:
-        text += ".0"
-    return text
-
-
-def _format_floats(array: np.ndarray) -> list[str]:
-    """`format_float` over a whole array, vectorised where it can be."""
-    flat = array.ravel()
-    double = flat.dtype == np.float64
-    wide = flat.astype(np.float64).tolist()
-    texts = [f"{v:g}" for v in wide]
-    finite = np.isfinite(flat)
-    with np.errstate(all="ignore"):
-        back = np.array([float(t) for t in texts], dtype=np.float64)
-        if double:
-            lossy = (back != flat) & finite
-        else:
-            lossy = (back.astype(np.float32) != flat) & finite
-    if lossy.any():
-        digits = ".17g" if double else ".9g"
-        for i in np.flatnonzero(lossy).tolist():
-            texts[i] = format(wide[i], digits)
-    if not finite.all():
-        for i in np.flatnonzero(~finite).tolist():
-            texts[i] = format_float(wide[i])
-    return [t if ("." in t or "e" in t or t[-1] in "yN") else t + ".0" for t in texts]
-
-
-def _leaf_texts(array: np.ndarray, bytes_as_b64: bool = False) -> list[str]:
-    kind = array.dtype.kind
-    if kind == "f":
-        if array.dtype not in (np.float32, np.float64):
-            array = array.astype(np.float32)
-        return _format_floats(array)
-    if kind in "iu":
-        return [str(v) for v in array.ravel().tolist()]
-    if kind == "b":
-        return ["true" if v else "false" for v in array.ravel().tolist()]
-    if kind in "OSU":
-        out = []
-        for v in array.ravel().tolist():
-            if isinstance(v, str):
-                v = v.encode()
-            if bytes_as_b64:
-                import base64
-
-                out.append(json.dumps({"b64": base64.b64encode(v).decode()}))
-            else:
-                out.append(json.dumps(v.decode("utf-8", "replace")))
-        return out
-    raise ServingError(
-        invalid_argument(f"Failed to write JSON value for tensor type: {array.dtype}")
-    )
-
-
-def _nest(texts: list[str], shape: tuple[int, ...]) -> str:
-    """Joins flat leaf texts into nested JSON lists of `shape` (a scalar when shape is ())."""
-    if not shape:
-        return texts[0]
-    if 0 in shape:
-        return json.dumps(np.zeros(shape).tolist())
-    for size in reversed(shape):
-        texts = ["[" + ",".join(texts[i : i + size]) + "]" for i in range(0, len(texts), size)]
-    return texts[0]
-
-
-def _tensor_json(name: str, array: np.ndarray) -> str:
-    array = np.asarray(array)
-    texts = _leaf_texts(array, bytes_as_b64=name.endswith("_bytes"))
-    return _nest(texts, array.shape)
-
-
-def make_json(outputs: dict[str, np.ndarray], request_format: str) -> str:
-    """The response body for `outputs` (alias -> array), shaped as TF Serving shapes it."""
-    if not outputs:
-        raise ServingError(invalid_argument("Cannot convert empty tensor map to JSON"))
-    names = sorted(outputs)  # protobuf Map order is unspecified; sorted keeps answers stable
-    several = len(names) > 1
-    if request_format == COLUMNAR:
-        if several:
-            body = ", ".join(f"{json.dumps(n)}: {_tensor_json(n, outputs[n])}" for n in names)
-            return '{"outputs": {' + body + "}}"
-        return '{"outputs": ' + _tensor_json(names[0], outputs[names[0]]) + "}"
-    if request_format != ROW:
-        raise ServingError(invalid_argument("Invalid request format"))
-    batch = 0
-    for name in names:
-        array = np.asarray(outputs[name])
-        if array.ndim == 0:
-            raise ServingError(invalid_argument(f"Tensor name: {name} has no shape information "))
-        size = array.shape[0]
-        if size < 1:
-            raise ServingError(
-                invalid_argument(f"Tensor name: {name} has invalid batch size: {size}")
-            )
-        if batch and batch != size:
-            raise ServingError(
-                invalid_argument(
-                    f"Tensor name: {name} has inconsistent batch size: {size} expecting: {batch}"
-                )
-            )
-        batch = size
-    rows = {}
-    for name in names:
-        array = np.asarray(outputs[name])
-        texts = _leaf_texts(array, bytes_as_b64=name.endswith("_bytes"))
-        per_item = len(texts) // batch if batch else 0
-        rows[name] = [
-            _nest(texts[i * per_item : (i + 1) * per_item], array.shape[1:]) for i in range(batch)
-        ]
-    if several:
-        items = [
-            "{" + ", ".join(f"{json.dumps(n)}: {rows[n][i]}" for n in names) + "}"
-            for i in range(batch)
-        ]
-    else:
-        items = rows[names[0]]
-    return '{"predictions": [' + ", ".join(items) + "]}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading requests
-
-
-def json_value_to_string(value) -> str:
-    """A JSON value as TF Serving quotes it in error messages (compact, floats as written)."""
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, float):
-        return format_float(value, double=True)
-    if isinstance(value, (list, dict)):
-        text = json.dumps(value, separators=(",", ":"), allow_nan=True)
-        return text if len(text) <= 200 else text[:200] + "..."
-    return json.dumps(value)
-
-
-def json_type_string(value) -> str:
-    if value is None:
-        return "Null"
-    if value is True:
-        return "True"
-    if value is False:
-        return "False"
-    if isinstance(value, dict):
-        return "Object"
-    if isinstance(value, list):
-        return "Array"
-    if isinstance(value, str):
-        return "String"
-    return "Number"
+from genkeras.serving.json_encode import (
+    COLUMNAR,
+    ROW,
+    json_type_string,
+    json_value_to_string,
+)
 
 
 def _type_error(value, dtype: str) -> ServingError:
     return ServingError(
         invalid_argument(
             f"JSON Value: {json_value_to_string(value)} Type: {json_type_string(value)} "
-            f"is not of expected type: {TYPE_NAMES.get(dtype, dtype)}"
+            f"is not of expected type: {dtypes.type_string(dtype)}"
         )
     )
 
@@ -257,12 +46,8 @@ def _lossy_error(value, target: str) -> ServingError:
     )
 
 
-def _reject_constant(token):
-    raise ValueError(f"Invalid value: {token}")
-
-
-def parse_json(body: bytes | str):
-    """Parses a request body (NaN / Infinity allowed); the top level must be an object."""
+def parse_json(body: bytes | str) -> dict:
+    """The UTF-8 request body parsed (NaN / Infinity allowed); it must be a JSON object."""
     if isinstance(body, (bytes, bytearray)):
         try:
             body = body.decode("utf-8")
@@ -292,6 +77,7 @@ def parse_json(body: bytes | str):
 
 
 def signature_name_of(doc: dict) -> str:
+    """The request's `signature_name` (`""` when absent: the default signature)."""
     if "signature_name" in doc:
         name = doc["signature_name"]
         if not isinstance(name, str):
@@ -328,13 +114,15 @@ def _check_leaf(value, dtype: str):
             except (binascii.Error, ValueError):
                 raise ServingError(invalid_argument("Unable to base64 decode")) from None
         raise _type_error(value, dtype)
-    if dtype in ("DT_FLOAT", "DT_DOUBLE"):
+    entry = dtypes.BY_NAME.get(dtype)
+    kind = entry.kind if entry else ""
+    if kind == "f":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _type_error(value, dtype)
         if isinstance(value, int):
-            limit = FLOAT32_MAX_INT if dtype == "DT_FLOAT" else FLOAT64_MAX_INT
-            if abs(value) > limit:
-                raise _lossy_error(value, TYPE_NAMES[dtype])
+            low, high = entry.json_ints
+            if not low <= value <= high:
+                raise _lossy_error(value, entry.type_string)
             return float(value)
         if (
             dtype == "DT_FLOAT"
@@ -343,18 +131,18 @@ def _check_leaf(value, dtype: str):
         ):
             raise _lossy_error(value, "float")
         return value
-    if dtype in INT_RANGES:
+    if kind in ("i", "u"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise _type_error(value, dtype)
-        low, high = INT_RANGES[dtype]
+        low, high = entry.json_ints
         if not low <= value <= high:
             raise _type_error(value, dtype)
         return value
-    if dtype == "DT_BOOL":
+    if kind == "b":
         if not isinstance(value, bool):
             raise _type_error(value, dtype)
         return value
-    if dtype == "DT_STRING":
+    if kind == "O":
         if not isinstance(value, str):
             raise _type_error(value, dtype)
         return value.encode()
@@ -405,24 +193,35 @@ def _fast_array(value, shape: list[int], dtype: str, allow_fast: bool):
         return None
     if list(array.shape) != shape or array.dtype.kind not in "fi":
         return None
-    if dtype in ("DT_INT32", "DT_INT64"):
+    entry = dtypes.BY_NAME[dtype]
+    low, high = entry.json_ints
+    if entry.kind == "i":
         if array.dtype.kind != "i":
             return None
-        low, high = INT_RANGES[dtype]
         if array.size and (array.min() < low or array.max() > high):
             return None
-        return array.astype(NUMPY_DTYPES[dtype])
-    limit = FLOAT32_MAX_INT if dtype == "DT_FLOAT" else FLOAT64_MAX_INT
+        return array.astype(entry.numpy)
     if array.size:
         finite = array[np.isfinite(array)] if array.dtype.kind == "f" else array
-        if finite.size and np.abs(finite).max() > limit:
+        if finite.size and np.abs(finite).max() > high:
             return None  # big values: the exact walk tells integers from decimals
-    return array.astype(NUMPY_DTYPES[dtype])
+    return array.astype(entry.numpy)
 
 
 def json_to_array(value, dtype: str, allow_fast: bool = True) -> np.ndarray:
-    """One tensor from a JSON value, shape inferred from the first element at each level."""
-    if dtype not in NUMPY_DTYPES:
+    """One tensor from a JSON value, shape inferred from the first element at each level.
+
+    Args:
+        value: the parsed JSON value (nested lists for a tensor of rank > 0).
+        dtype: the DataType enum name of the signature's input, e.g. `"DT_FLOAT"`.
+        allow_fast: try numpy's C parser first for regular numeric lists; the exact walk
+            runs when it is off or unsure. Turn it off for a body holding `true` or
+            `false`: numpy would read them as numbers where TF Serving refuses them.
+
+    Returns:
+        The tensor, of the numpy type `dtypes` gives `dtype`.
+    """
+    if dtype not in dtypes.BY_NAME:
         raise ServingError(
             unimplemented(
                 f"Conversion of JSON Value: {json_value_to_string(value)} to type: {dtype}"
@@ -438,7 +237,7 @@ def json_to_array(value, dtype: str, allow_fast: bool = True) -> np.ndarray:
         array = np.empty(len(leaves), dtype=object)
         array[:] = leaves
         return array.reshape(shape)
-    return np.array(leaves, dtype=NUMPY_DTYPES[dtype]).reshape(shape)
+    return np.array(leaves, dtype=dtypes.BY_NAME[dtype].numpy).reshape(shape)
 
 
 def _is_b64(value) -> bool:
@@ -454,9 +253,16 @@ def _shape_string(shape) -> str:
 
 
 def fill_predict_inputs(doc: dict, input_dtypes: dict[str, str], allow_fast: bool = True):
-    """Request tensors from a parsed body. Returns `(inputs, format)`.
+    """The request's tensors, from its `instances` (row format) or `inputs` (columnar).
 
-    `input_dtypes` maps the signature's input names to DataType enum names.
+    Args:
+        doc: the parsed body (`parse_json`).
+        input_dtypes: the signature's input names -> DataType enum names.
+        allow_fast: see `json_to_array`.
+
+    Returns:
+        `(inputs, format)`: input name -> array, and `ROW` or `COLUMNAR` (the response
+        takes the same format).
     """
     if not input_dtypes:
         raise ServingError(invalid_argument("Failed to get input map for signature"))

@@ -1,0 +1,114 @@
+"""`genkeras serve`: a local server with TF Serving's REST and gRPC APIs and its flags.
+
+    genkeras serve --model_config_file serving/models.config [--rest_api_port 8501] [--port 8500]
+
+Flags keep TF Serving's names (`--model_config_file`, `--model_config_file_poll_wait_seconds`,
+`--file_system_poll_wait_seconds`, `--enable_batching`, `--batching_parameters_file`,
+`--monitoring_config_file`, `--rest_api_num_threads`, `--model_name`/`--model_base_path`).
+Differences, on purpose: it binds 127.0.0.1 unless `--host` says otherwise; it watches the
+config file every 2 s by default; `--path_map CONTAINER=HOST` maps the container paths of
+models.config (default `/models=<config folder>/../savedmodels`, docker-compose's mount);
+request bodies and gRPC messages are limited to `--max_request_bytes` (64 MiB). The REST port
+also serves the latent explorer web page at `/` (genkeras/serving/explorer/, see README).
+The server itself is `genkeras.serving.server.run_server`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from genkeras.serving.server import ServerOptions, run_server
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _flag(parser, name, help=None):  # noqa: A002
+    """A boolean flag TF Serving's way: `--name`, `--name=true` or `--name=false`."""
+    parser.add_argument(name, nargs="?", const=True, default=False, type=_bool, help=help)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The flags of `genkeras serve`, with `ServerOptions`' defaults."""
+    d = ServerOptions()
+    p = argparse.ArgumentParser(prog="genkeras serve", description=__doc__.split("\n\n")[0])
+    p.add_argument("--port", type=int, default=d.port, help="gRPC port (0: no gRPC)")
+    p.add_argument(
+        "--rest_api_port", type=int, default=d.rest_api_port, help="REST port (0: no REST)"
+    )
+    p.add_argument("--host", default=d.host, help="address to bind (default loopback only)")
+    p.add_argument(
+        "--model_config_file", help="ModelServerConfig text proto (serving/models.config)"
+    )
+    p.add_argument(
+        "--model_name", default=d.model_name, help="single model name, with --model_base_path"
+    )
+    p.add_argument("--model_base_path", help="single model base path (instead of a config file)")
+    p.add_argument(
+        "--path_map",
+        action="append",
+        default=d.path_map,
+        metavar="CONTAINER=HOST",
+        help="map base paths of the config (default /models=<config dir>/../savedmodels)",
+    )
+    p.add_argument(
+        "--model_config_file_poll_wait_seconds",
+        type=float,
+        default=d.model_config_file_poll_wait_seconds,
+    )
+    p.add_argument(
+        "--file_system_poll_wait_seconds", type=float, default=d.file_system_poll_wait_seconds
+    )
+    _flag(p, "--enable_batching")
+    p.add_argument("--batching_parameters_file")
+    _flag(
+        p,
+        "--enable_per_model_batching_parameters",
+        help="batch a version only with its own batching_params.pbtxt (as TF Serving)",
+    )
+    p.add_argument("--monitoring_config_file")
+    p.add_argument("--rest_api_num_threads", type=int, default=d.rest_api_num_threads)
+    p.add_argument("--grpc_max_threads", type=int, default=d.grpc_max_threads)
+    p.add_argument("--max_request_bytes", type=int, default=d.max_request_bytes)
+    _flag(
+        p,
+        "--allow_version_labels_for_unavailable_models",
+        help="accepted for compatibility; labels may always point at any version here",
+    )
+    _flag(p, "--no_warmup", help="skip assets.extra warm-up requests")
+    _flag(p, "--verbose")
+    return p
+
+
+def main(argv=None) -> int:
+    """Parses the flags, sets up logging and runs the server until SIGTERM or SIGINT.
+
+    Args:
+        argv: the arguments after the command name; `None` reads `sys.argv`.
+
+    Returns:
+        The exit status.
+    """
+    args = vars(build_parser().parse_args(argv))
+    verbose = args.pop("verbose")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not args["model_config_file"] and not args["model_base_path"]:
+        raise SystemExit("genkeras serve: give --model_config_file or --model_base_path")
+    return run_server(ServerOptions(**args))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""Writing JSON as TF Serving writes it: `:predict` responses, values quoted in error messages.
+
+Behaviour follows tensorflow/serving `util/json_tensor.cc`. Row format answers
+`{"predictions": [...]}` (one element per instance, an object only when there are several
+outputs), columnar `{"outputs": ...}` (an object only when there are several outputs). A
+float is written as `%g` (six significant digits) when that reads back as the same float,
+else with `max_digits10` digits (`%.9g` for float32), with `.0` appended to whole numbers;
+non-finite values as `NaN`, `Infinity`, `-Infinity`. String outputs whose alias ends in
+`_bytes` are written as `{"b64": ...}` objects.
+
+Errors raise `ServingError` with a canonical gRPC code (see `errors.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from genkeras.serving.errors import ServingError, invalid_argument
+
+# The two request formats; the response takes the format of its request.
+ROW, COLUMNAR = "row", "columnar"
+
+
+def format_float(value: float, double: bool = False) -> str:
+    """One float as TF Serving writes it: `0.2`, `1.0`, `1e+06`, `0.333333343`, `NaN`.
+
+    Args:
+        value: the number.
+        double: write it as a float64 (17 digits when `%g` loses it) rather than a float32.
+
+    Returns:
+        The JSON text of the number.
+    """
+    value = float(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "-Infinity" if value < 0 else "Infinity"
+    text = f"{value:g}"
+    if double:
+        if float(text) != value:
+            text = f"{value:.17g}"
+    elif np.float32(float(text)) != np.float32(value):
+        text = f"{value:.9g}"
+    if "." not in text and "e" not in text:
+        text += ".0"
+    return text
+
+
+def json_value_to_string(value) -> str:
+    """A JSON value as TF Serving quotes it in error messages (compact, floats as written)."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, float):
+        return format_float(value, double=True)
+    if isinstance(value, (list, dict)):
+        text = json.dumps(value, separators=(",", ":"), allow_nan=True)
+        return text if len(text) <= 200 else text[:200] + "..."
+    return json.dumps(value)
+
+
+def json_type_string(value) -> str:
+    """The JSON type of a value as TF Serving names it in error messages (`"Array"`, ...)."""
+    if value is None:
+        return "Null"
+    if value is True:
+        return "True"
+    if value is False:
+        return "False"
+    if isinstance(value, dict):
+        return "Object"
+    if isinstance(value, list):
+        return "Array"
+    if isinstance(value, str):
+        return "String"
+    return "Number"
+
+
+def _format_floats(array: np.ndarray) -> list[str]:
+    """`format_float` over a whole array, vectorised where it can be."""
+    flat = array.ravel()
+    double = flat.dtype == np.float64
+    wide = flat.astype(np.float64).tolist()
+    texts = [f"{v:g}" for v in wide]
+    finite = np.isfinite(flat)
+    with np.errstate(all="ignore"):
+        back = np.array([float(t) for t in texts], dtype=np.float64)
+        if double:
+            lossy = (back != flat) & finite
+        else:
+            lossy = (back.astype(np.float32) != flat) & finite
+    if lossy.any():
+        digits = ".17g" if double else ".9g"
+        for i in np.flatnonzero(lossy).tolist():
+            texts[i] = format(wide[i], digits)
+    if not finite.all():
+        for i in np.flatnonzero(~finite).tolist():
+            texts[i] = format_float(wide[i])
+    return [t if ("." in t or "e" in t or t[-1] in "yN") else t + ".0" for t in texts]
+
+
+def _leaf_texts(array: np.ndarray, bytes_as_b64: bool = False) -> list[str]:
+    kind = array.dtype.kind
+    if kind == "f":
+        if array.dtype not in (np.float32, np.float64):
+            array = array.astype(np.float32)
+        return _format_floats(array)
+    if kind in "iu":
+        return [str(v) for v in array.ravel().tolist()]
+    if kind == "b":
+        return ["true" if v else "false" for v in array.ravel().tolist()]
+    if kind in "OSU":
+        out = []
+        for v in array.ravel().tolist():
+            if isinstance(v, str):
+                v = v.encode()
+            if bytes_as_b64:
+                import base64
+
+                out.append(json.dumps({"b64": base64.b64encode(v).decode()}))
+            else:
+                out.append(json.dumps(v.decode("utf-8", "replace")))
+        return out
+    raise ServingError(
+        invalid_argument(f"Failed to write JSON value for tensor type: {array.dtype}")
+    )
+
+
+def _nest(texts: list[str], shape: tuple[int, ...]) -> str:
+    """Joins flat leaf texts into nested JSON lists of `shape` (a scalar when shape is ())."""
+    if not shape:
+        return texts[0]
+    if 0 in shape:
+        return json.dumps(np.zeros(shape).tolist())
+    for size in reversed(shape):
+        texts = ["[" + ",".join(texts[i : i + size]) + "]" for i in range(0, len(texts), size)]
+    return texts[0]
+
+
+def _tensor_json(name: str, array: np.ndarray) -> str:
+    array = np.asarray(array)
+    texts = _leaf_texts(array, bytes_as_b64=name.endswith("_bytes"))
+    return _nest(texts, array.shape)
+
+
+def make_json(outputs: dict[str, np.ndarray], request_format: str) -> str:
+    """The response body for `outputs`, shaped as TF Serving shapes it.
+
+    Args:
+        outputs: output alias -> array.
+        request_format: `ROW` or `COLUMNAR`, the format of the request.
+
+    Returns:
+        The JSON text of the response.
+    """
+    if not outputs:
+        raise ServingError(invalid_argument("Cannot convert empty tensor map to JSON"))
+    names = sorted(outputs)  # protobuf Map order is unspecified; sorted keeps answers stable
+    several = len(names) > 1
+    if request_format == COLUMNAR:
+        if several:
+            body = ", ".join(f"{json.dumps(n)}: {_tensor_json(n, outputs[n])}" for n in names)
+            return '{"outputs": {' + body + "}}"
+        return '{"outputs": ' + _tensor_json(names[0], outputs[names[0]]) + "}"
+    if request_format != ROW:
+        raise ServingError(invalid_argument("Invalid request format"))
+    batch = 0
+    for name in names:
+        array = np.asarray(outputs[name])
+        if array.ndim == 0:
+            raise ServingError(invalid_argument(f"Tensor name: {name} has no shape information "))
+        size = array.shape[0]
+        if size < 1:
+            raise ServingError(
+                invalid_argument(f"Tensor name: {name} has invalid batch size: {size}")
+            )
+        if batch and batch != size:
+            raise ServingError(
+                invalid_argument(
+                    f"Tensor name: {name} has inconsistent batch size: {size} expecting: {batch}"
+                )
+            )
+        batch = size
+    rows = {}
+    for name in names:
+        array = np.asarray(outputs[name])
+        texts = _leaf_texts(array, bytes_as_b64=name.endswith("_bytes"))
+        per_item = len(texts) // batch if batch else 0
+        rows[name] = [
+            _nest(texts[i * per_item : (i + 1) * per_item], array.shape[1:]) for i in range(batch)
+        ]
+    if several:
+        items = [
+            "{" + ", ".join(f"{json.dumps(n)}: {rows[n][i]}" for n in names) + "}"
+            for i in range(batch)
+        ]
+    else:
+        items = rows[names[0]]
+    return '{"predictions": [' + ", ".join(items) + "]}"
