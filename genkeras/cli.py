@@ -17,6 +17,11 @@ COMMANDS = {
         "vae_evaluate",
         "VAE figures from a .keras: IWAE NLL (k=5000), Frechet distance, AUROC",
     ),
+    "bayes-evaluate": (
+        "bayes_evaluate",
+        "label by Bayes' rule with a conditional model, rejecting outliers; calibrate, export",
+    ),
+    "probe": ("probe", "linear probe of frozen codes with few labels: features without labels"),
     "train-classifier": ("train_classifier", "train the MNIST classifier of the Frechet distance"),
     "explorer-data": (
         "explorer_data",

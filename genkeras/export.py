@@ -7,206 +7,26 @@ Layout written (what `tensorflow/serving` watches):
 A version is written to a hidden `.tmp-*` folder beside it and renamed into place, so a
 server polling `savedmodels/NAME` never sees a half-written version.
 
-Signatures are a public API. Each builder in `SIGNATURES` turns a model method into a
-function with named inputs and a dict of named float32 outputs (TF Serving's REST API cannot
-write half floats, so mixed-precision outputs are cast). The graphs hold no `tf.py_function`
-and no XLA-compiled functions: TF Serving must run them as they are.
+The signatures themselves are built in `genkeras.signatures`.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-import math
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
 from genkeras import __version__
+from genkeras.signatures import METHOD_NAMES, SIGNATURES, max_generated_images
 
-SIGNATURES: dict[str, Callable] = {}
-
-
-def signature(name: str):
-    """Registers `builder(model) -> (fn, input_specs)` as the way to export signature `name`."""
-
-    def register(builder):
-        SIGNATURES[name] = builder
-        return builder
-
-    return register
-
-
-def image_spec(model, name="images"):
-    return tf.TensorSpec([None, *model.image_shape], tf.float32, name=name)
-
-
-def latent_spec(model, name="z"):
-    return tf.TensorSpec([None, model.latent_dim], tf.float32, name=name)
-
-
-def float32_outputs(outputs, default_name):
-    """A dict of float32 tensors: a bare tensor is named `default_name`."""
-    if not isinstance(outputs, dict):
-        outputs = {default_name: outputs}
-    return {
-        key: tf.cast(value, tf.float32) if value.dtype.is_floating else value
-        for key, value in outputs.items()
-    }
-
-
-def labels_spec(name="labels"):
-    return tf.TensorSpec([None], tf.int32, name=name)
-
-
-def conditional(model) -> bool:
-    """Conditional models (cvae) take an int32 `labels` [N] input in every signature."""
-    return bool(getattr(model, "num_classes", 0))
-
-
-def endpoint(model, call, output_name, input_specs):
-    """A signature function and its input specs: `call(*inputs)`, plus the int32 `labels` [N]
-    input (passed as `labels=`, checked to lie in [0, num_classes)) when the model is
-    conditional; outputs are float32, a bare tensor named `output_name`."""
-    if conditional(model):
-
-        def with_labels(*inputs):
-            labels = checked_labels(inputs[-1], model.num_classes)
-            return float32_outputs(call(*inputs[:-1], labels=labels), output_name)
-
-        return with_labels, [*input_specs, labels_spec()]
-
-    def without_labels(*inputs):
-        return float32_outputs(call(*inputs), output_name)
-
-    return without_labels, list(input_specs)
-
-
-# A `sample` or `complete` answer must fit in gRPC's default message size, which TF Serving
-# and genkeras serve keep: larger batches are refused inside the graph, so that a 40-byte
-# request cannot make any server allocate without bound.
-GRPC_DEFAULT_MESSAGE_BYTES = 4 * 1024 * 1024
-
-
-def max_generated_images(model) -> int:
-    """The most images one `sample` or `complete` call may return (float32, 64 KiB spare)."""
-    return max(1, (GRPC_DEFAULT_MESSAGE_BYTES - 64 * 1024) // (4 * math.prod(model.image_shape)))
-
-
-def checked_count(count, limit: int, what: str):
-    """`count` (an int32 scalar tensor), once the graph has checked 0 <= count <= limit; out
-    of range, the call fails with INVALID_ARGUMENT naming `what` and the limit."""
-    checks = [
-        tf.debugging.assert_non_negative(count, message=f"{what} must be >= 0"),
-        tf.debugging.assert_less_equal(
-            count,
-            tf.constant(limit, count.dtype),
-            message=f"{what} must be at most {limit} (one answer must fit in a 4 MiB gRPC "
-            "message); ask in several requests",
-        ),
-    ]
-    with tf.control_dependencies(checks):
-        return tf.identity(count)
-
-
-def checked_labels(labels, num_classes: int):
-    """`labels` once the graph has checked each lies in [0, num_classes) (INVALID_ARGUMENT)."""
-    checks = [
-        tf.debugging.assert_non_negative(labels, message="labels must be >= 0"),
-        tf.debugging.assert_less(
-            labels,
-            tf.constant(num_classes, labels.dtype),
-            message=f"labels must be < {num_classes} (the model's number of classes)",
-        ),
-    ]
-    with tf.control_dependencies(checks):
-        return tf.identity(labels)
-
-
-@signature("encode")
-def _encode(model):
-    """`images` [+ `labels`] -> `z` (autoencoders, PCA) or `z_mean`, `z_log_var`, `z` (VAEs)."""
-    return endpoint(model, model.encode, "z", [image_spec(model)])
-
-
-@signature("decode")
-def _decode(model):
-    """`z` [+ `labels`] -> `images`."""
-    return endpoint(model, model.decode, "images", [latent_spec(model)])
-
-
-@signature("reconstruct")
-def _reconstruct(model):
-    """`images` [+ `labels`] -> `images`."""
-    return endpoint(model, model.reconstruct, "images", [image_spec(model)])
-
-
-@signature("denoise")
-def _denoise(model):
-    """`images` -> `images` (autoencoders)."""
-    return endpoint(model, model.denoise, "images", [image_spec(model)])
-
-
-@signature("log_prob")
-def _log_prob(model):
-    """`images` [+ `labels`] -> `log_prob` float32 [N], nats per image, via `model.log_prob`.
-
-    VAEs give an importance-weighted estimate with k fixed at export (`log_prob_samples`).
-    """
-    return endpoint(model, model.log_prob, "log_prob", [image_spec(model)])
-
-
-@signature("sample")
-def _sample(model):
-    """`num`, `seed` (int32 scalars) [+ `temperature` float32 scalar for pixel models: 1 = the
-    model's own distribution, < 1 sharper] [+ `labels` int32 [num]] -> `images`.
-
-    Same seed, same images: models draw with `StatelessSeed(seed)`. `num` must lie in
-    [0, `max_generated_images(model)`].
-    """
-    scalars = [tf.TensorSpec([], tf.int32, name="num"), tf.TensorSpec([], tf.int32, name="seed")]
-    limit = max_generated_images(model)
-    if getattr(model, "supports_temperature", False):
-
-        def sample(num, seed, temperature, labels=None):
-            num = checked_count(num, limit, "num")
-            return model.sample(num, seed, temperature=temperature, labels=labels)
-
-        scalars.append(tf.TensorSpec([], tf.float32, name="temperature"))
-    else:
-
-        def sample(num, seed, labels=None):
-            return model.sample(checked_count(num, limit, "num"), seed, labels=labels)
-
-    return endpoint(model, sample, "images", scalars)
-
-
-@signature("complete")
-def _complete(model):
-    """`images`, `rows` (int32 scalar), `seed` (int32 scalar) [+ `labels`] -> `images`.
-
-    Keeps the first `rows` rows of each image exactly as given and samples the rest pixel by
-    pixel (temperature 1); the same seed gives the same completions. At most
-    `max_generated_images(model)` images per call. Pixel models only.
-    """
-    specs = [
-        image_spec(model),
-        tf.TensorSpec([], tf.int32, name="rows"),
-        tf.TensorSpec([], tf.int32, name="seed"),
-    ]
-    limit = max_generated_images(model)
-
-    def complete(images, rows, seed, labels=None):
-        with tf.control_dependencies([checked_count(tf.shape(images)[0], limit, "images")]):
-            return model.complete(tf.identity(images), rows, seed, labels=labels)
-
-    return endpoint(model, complete, "images", specs)
+__all__ = ["BATCHING_PARAMS", "export_model", "max_generated_images", "next_version"]
 
 
 def remove_stale_temporaries(base: Path) -> list[Path]:
@@ -230,6 +50,19 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:  # alive, another user's
         return True
     return True
+
+
+def set_method_names(version_dir: Path, method_names: dict) -> None:
+    """Rewrites `saved_model.pb` so each named signature has its TF Serving method name."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = Path(version_dir) / "saved_model.pb"
+    saved_model = saved_model_pb2.SavedModel.FromString(path.read_bytes())
+    for meta_graph in saved_model.meta_graphs:
+        for key, method_name in method_names.items():
+            if key in meta_graph.signature_def:
+                meta_graph.signature_def[key].method_name = method_name
+    path.write_bytes(saved_model.SerializeToString())
 
 
 def next_version(base: Path) -> int:
@@ -269,6 +102,8 @@ def write_warmup_requests(version_dir, model_name: str, signature_specs: dict) -
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(path)) as writer:
         for name, input_specs in signature_specs.items():
+            if any(spec.dtype == tf.string for spec in input_specs):
+                continue  # serialized examples: no generic zero request (classify)
             request = predict_pb2.PredictRequest()
             request.model_spec.name = model_name
             request.model_spec.signature_name = name
@@ -365,6 +200,7 @@ def export_model(
     temporary = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-{os.getpid()}-", dir=base))
     try:
         archive.write_out(str(temporary), verbose=False)
+        set_method_names(temporary, METHOD_NAMES)
         full_card = {
             "name": spec.name,
             "version": version,

@@ -66,7 +66,7 @@ class ModelSpec:
             `View`, or `view(options) -> View` when it depends on the model's options.
         loss: loss for `compile`; None when the model computes its own (`compute_loss`).
         closed_form: fit with `model.fit_closed_form(batches)` instead of `model.fit`.
-        signatures: exported signature names (see `genkeras.export.SIGNATURES`).
+        signatures: exported signature names (see `genkeras.signatures.SIGNATURES`).
         default_signature: the signature `serving_default` repeats.
         evaluate: `evaluate(model, test_batches, view) -> dict` of test metrics.
         pictures: `pictures(model, examples, view, out_dir) -> list[Path]` of PNG files.
@@ -240,7 +240,7 @@ register(
         build=Ref("genkeras.models.vae.networks:ConditionalVAE"),
         view=vae_view(labels=True),
         latent_dim=16,
-        **VAE_COMMON,
+        **{**VAE_COMMON, "signatures": (*VAE_SIGNATURES, "label_posterior", "classify")},
     )
 )
 

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from genkeras.models.bayes import BayesClassifier
 from genkeras.models.vae.base import VAE
 
 
@@ -102,20 +103,38 @@ class ConvVAE(VAE):
 
 
 @keras.saving.register_keras_serializable(package="genkeras")
-class ConditionalVAE(DenseVAE):
+class ConditionalVAE(BayesClassifier, DenseVAE):
     """A dense VAE conditioned on the class label: q(z | x, y) and p(x | z, y).
 
     z then holds the style (slant, thickness) and y the class, so one z decoded with each
-    label draws the same style of every digit. Inputs are `(images, labels)`.
+    label draws the same style of every digit. Inputs are `(images, labels)`. As a model of
+    p(x | y) it also labels images by Bayes' rule and flags outliers (`label_posterior`, see
+    `genkeras.models.bayes`).
 
     Args:
         num_classes: number of labels (10 for MNIST).
+        label_prior: p(y), uniform by default; set by calibration.
+        outlier_threshold: log p(x) below which an image is an outlier; set by calibration.
 
     Example:
     >>> model = ConditionalVAE((28, 28, 1), latent_dim=8)
     >>> model.sample(3, seed=0, labels=np.array([1, 2, 3])).shape
     TensorShape([3, 28, 28, 1])
+    >>> model.label_posterior(np.zeros((2, 28, 28, 1), "float32"))["probabilities"].shape
+    TensorShape([2, 10])
     """
 
-    def __init__(self, image_shape, latent_dim, num_classes=10, **kwargs):
+    def __init__(
+        self,
+        image_shape,
+        latent_dim,
+        num_classes=10,
+        label_prior=None,
+        outlier_threshold=None,
+        **kwargs,
+    ):
         super().__init__(image_shape, latent_dim, num_classes=num_classes, **kwargs)
+        self.init_bayes(label_prior, outlier_threshold)
+
+    def get_config(self):
+        return {**super().get_config(), **self.bayes_config()}
