@@ -25,7 +25,7 @@ for name, inputs in calls:
         shape = signatures[name](**tensors)["images"].shape.as_list()
         print(json.dumps({"shape": shape}))
     except tf.errors.InvalidArgumentError as error:
-        print(json.dumps({"error": error.message.splitlines()[0]}))
+        print(json.dumps({"error": error.message}))
 assert "genkeras" not in sys.modules
 """
 

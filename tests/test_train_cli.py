@@ -217,6 +217,17 @@ def test_a_run_killed_after_training_only_exports_when_run_again(tmp_path):
     assert not (run_dir / "trained_not_exported.json").exists()
 
 
+def test_the_same_seed_gives_the_same_losses(tmp_path):
+    def losses(folder):
+        args = [*TRAIN, "--model", "conv_vae", "--limit", "512", "--epochs", "2", "--quiet"]
+        result = run([*args, "--seed", "3", "--output-dir", folder, "--no-export"])
+        assert result.returncode == 0, result.stderr[-3000:]
+        with open(folder / "conv_vae" / "training_log.csv") as log:
+            return [(row["loss"], row["val_loss"]) for row in csv.DictReader(log)]
+
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+
+
 def test_compare_prints_a_table_and_writes_the_picture(tmp_path):
     result = genkeras(
         *("compare", "--models", "pca,dense_ae", "--latent-dim", "4", "--epochs", "1"),
