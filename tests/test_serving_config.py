@@ -179,3 +179,40 @@ def test_version_policies(policy, expected):
         f'name: "m" base_path: "/m" {policy}', model_server_config_pb2.ModelConfig()
     )
     assert config_lib.aspired_versions(model, [5, 1, 3]) == expected
+
+
+def label_problems(model, versions: list[int]) -> list[str]:
+    """Labels of `model` naming a version its policy does not keep loaded, given `versions`
+    on disk and given them plus the next export (what `python train.py` writes)."""
+    problems = []
+    for on_disk in (versions, [*versions, max(versions, default=0) + 1]):
+        kept = config_lib.aspired_versions(model, on_disk)
+        for label, version in sorted(model.version_labels.items()):
+            if version not in kept:
+                problems.append(
+                    f"{model.name}: label {label} -> {version}, but with versions {on_disk} on "
+                    f"disk the policy keeps {kept}"
+                )
+    return problems
+
+
+def test_every_label_names_a_version_its_policy_keeps_loaded_even_after_the_next_export():
+    for model, base in _listed_models_on_disk():
+        versions = (
+            sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+            if base.exists()
+            else []
+        )
+        assert label_problems(model, versions) == []
+        assert all(v in versions for v in model.version_labels.values()), model.name
+
+
+def test_the_label_check_catches_a_latest_policy_that_moves_past_its_label():
+    shipped_before = text_format.Parse(
+        'name: "conv_vae" base_path: "/models/conv_vae" '
+        "model_version_policy { latest { num_versions: 1 } } "
+        'version_labels { key: "stable" value: 1 }',
+        model_server_config_pb2.ModelConfig(),
+    )
+    assert len(label_problems(shipped_before, [1, 2])) == 2  # on disk now, and after an export
+    assert len(label_problems(shipped_before, [1])) == 1  # fine until the next export

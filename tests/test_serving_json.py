@@ -232,3 +232,120 @@ def test_batcher_merges_concurrent_requests_and_splits_answers():
     assert len(calls) < 10 and all(size in (4, 8) for size in calls)
     too_big = error_of(batcher.run, "key", fn, {"x": np.zeros([9, 3], np.float32)})
     assert too_big.code == "INVALID_ARGUMENT"
+
+
+# -- large numeric arrays (json_fast) -----------------------------------------------------------
+
+
+def exact(monkeypatch, fn, *args):
+    """`fn(*args)` with the numpy reader of large arrays turned off (the exact path only)."""
+    from genkeras.serving import json_fast
+
+    with monkeypatch.context() as patch:
+        patch.setattr(json_fast, "MIN_SPAN_BYTES", 1 << 40)
+        return fn(*args)
+
+
+@pytest.mark.parametrize(
+    "array, dtype, indent",
+    [
+        (np.random.default_rng(1).random((40, 28, 28, 1)).astype(np.float32), "DT_FLOAT", None),
+        (np.random.default_rng(2).normal(size=(30000,)) * 1e-30, "DT_DOUBLE", None),
+        (np.random.default_rng(3).random((50, 700)).astype(np.float32), "DT_FLOAT", 1),
+        (np.random.default_rng(4).integers(-(2**31), 2**31, (200, 100)), "DT_INT32", None),
+        (np.random.default_rng(5).integers(-(2**40), 2**40, (9000,)), "DT_INT64", None),
+    ],
+)
+def test_large_arrays_read_by_numpy_equal_the_exact_path(monkeypatch, array, dtype, indent):
+    values = array.tolist()
+    for doc in (
+        {"inputs": values},
+        {"instances": values},
+        {"instances": [{"x": row} for row in values]},  # an array per instance
+        {"inputs": {"x": values, "extra": "ignored"}},
+    ):
+        body = json.dumps({"signature_name": "s", **doc}, indent=indent)
+        assert len(body) > 40_000
+        fast, _ = fill(body, {"x": dtype})
+        slow, _ = exact(monkeypatch, fill, body, {"x": dtype})
+        assert fast["x"].dtype == slow["x"].dtype and np.array_equal(fast["x"], slow["x"])
+
+
+def big_rows(n=2000, width=8):
+    return [[0.25] * width for _ in range(n)]
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda rows: rows.__setitem__(7, rows[7][:-1]),  # one row too short
+        lambda rows: rows.__setitem__(1999, [[0.5]] * 8),  # one row too deep
+        lambda rows: rows[3].__setitem__(2, 16777217),  # an integer float32 cannot hold
+        lambda rows: rows[5].__setitem__(0, True),  # a bool among floats
+        lambda rows: rows[9].__setitem__(0, "1"),  # a string among floats
+    ],
+)
+def test_large_odd_arrays_give_the_exact_paths_answer(monkeypatch, edit):
+    rows = big_rows()
+    edit(rows)
+    for key in ("inputs", "instances"):
+        body = json.dumps({key: rows})
+        fast = error_of(fill, body, ONE, False)
+        slow = exact(monkeypatch, error_of, fill, body, ONE, False)
+        assert (fast.code, fast.message) == (slow.code, slow.message)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("01", "JSON Parse error"),  # a leading zero
+        ("1.", "JSON Parse error"),
+        ("1e400", "Number too big to be stored in double"),
+        ("-1e400", "Number too big to be stored in double"),
+    ],
+)
+def test_large_arrays_with_a_bad_number_are_refused_like_small_ones(text, message):
+    body = '{"inputs": [' + "0.5," * 20000 + text + "]}"
+    error = error_of(fill, body, ONE)
+    assert error.code == "INVALID_ARGUMENT" and message in error.message
+
+
+def test_an_array_inside_a_string_stays_a_string():
+    text = "[" + "1," * 30000 + "1]"
+    doc = json_decode.parse_json(json.dumps({"signature_name": text, "inputs": [1.0]}))
+    assert doc["signature_name"] == text
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ('{"inputs": [' + "9" * 5000 + "]}", "Number too big to be stored in double"),
+        ('{"inputs": [' + "9" * 400 + "]}", "Number too big to be stored in double"),
+        ('{"inputs": [1e400]}', "Number too big to be stored in double"),
+        ('{"signature_name": "\\ud800", "inputs": [1]}', "surrogate"),
+        ('{"inputs": ' + "[" * 900 + "1" + "]" * 900 + "}", "at most 32 dimensions"),
+        ('{"inputs": ' + "[" * 50000 + "]" * 50000 + "}", "nested too deeply"),
+    ],
+)
+def test_what_rapidjson_refuses_is_refused_with_a_clear_reason(body, message):
+    error = error_of(fill, body, ONE)
+    assert error.code == "INVALID_ARGUMENT" and message in error.message
+
+
+def test_a_tensor_over_the_element_limit_is_refused_before_it_is_built():
+    body = json.dumps({"inputs": big_rows(5000)})  # 40,000 values, read by numpy
+    message = error_of(
+        json_decode.fill_predict_inputs, json_decode.parse_json(body), ONE, True, 39_999
+    ).message
+    assert "has 40000 elements, more than the limit of 39999 (--max_tensor_elements)" in message
+    body = json.dumps({"instances": [{"x": [0.5] * 10}] * 10})  # the exact path, row format
+    message = error_of(
+        json_decode.fill_predict_inputs, json_decode.parse_json(body), ONE, True, 99
+    ).message
+    assert "has 100 elements" in message
+
+
+def test_error_previews_stay_short_for_huge_values():
+    body = json.dumps({"instances": 5, "pad": [[0.5] * 100] * 2000})
+    message = error_of(fill, body, ONE).message
+    assert "Excepting 'instances' to be an list/array" in message and len(message) < 400

@@ -4,13 +4,20 @@
 
 Flags keep TF Serving's names (`--model_config_file`, `--model_config_file_poll_wait_seconds`,
 `--file_system_poll_wait_seconds`, `--enable_batching`, `--batching_parameters_file`,
-`--monitoring_config_file`, `--rest_api_num_threads`, `--model_name`/`--model_base_path`).
-Differences, on purpose: it binds 127.0.0.1 unless `--host` says otherwise; it watches the
-config file every 2 s by default; `--path_map CONTAINER=HOST` maps the container paths of
-models.config (default `/models=<config folder>/../savedmodels`, docker-compose's mount);
-request bodies and gRPC messages are limited to `--max_request_bytes` (64 MiB). The REST port
-also serves the latent explorer web page at `/` (genkeras/serving/explorer/, see README).
-The server itself is `genkeras.serving.server.run_server`.
+`--monitoring_config_file`, `--rest_api_num_threads`, `--rest_api_timeout_in_ms`,
+`--grpc_max_threads`, `--model_name`/`--model_base_path`). Differences, on purpose: it binds
+127.0.0.1 unless `--host` says otherwise; it watches the config file every 2 s by default;
+`--path_map CONTAINER=HOST` maps the container paths of models.config (default
+`/models=<config folder>/../savedmodels`, docker-compose's mount); request bodies and gRPC
+messages are limited to `--max_request_bytes` (64 MiB). Flags of its own bound the work a
+request may cause (`--max_tensor_elements`, `--max_queued_requests`,
+`--max_inflight_request_bytes`, `--max_execution_batch_size`, `--http_read_timeout_seconds`,
+`--http_max_connections`). The REST port also serves the latent explorer web page at `/`
+(genkeras/serving/explorer/, see README). The server itself is
+`genkeras.serving.server.run_server`.
+
+Exit status 2 with one line on stderr for a flag that cannot work (a port out of range or
+taken), before any model loads.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import logging
 import os
 import sys
 
-from genkeras.serving.server import ServerOptions, run_server
+from genkeras.serving.server import ServerOptions, StartupError, run_server
 
 
 def _bool(text: str) -> bool:
@@ -76,8 +83,55 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--monitoring_config_file")
     p.add_argument("--rest_api_num_threads", type=int, default=d.rest_api_num_threads)
-    p.add_argument("--grpc_max_threads", type=int, default=d.grpc_max_threads)
+    p.add_argument(
+        "--rest_api_timeout_in_ms",
+        type=int,
+        default=d.rest_api_timeout_in_ms,
+        help="a REST request unanswered this long answers 504 and its work stops (0: never)",
+    )
+    p.add_argument(
+        "--grpc_max_threads",
+        type=int,
+        default=d.grpc_max_threads,
+        help="gRPC calls running at once (default 4 per CPU, as TF Serving)",
+    )
     p.add_argument("--max_request_bytes", type=int, default=d.max_request_bytes)
+    p.add_argument(
+        "--max_tensor_elements",
+        type=int,
+        default=d.max_tensor_elements,
+        help="most values in one input or answer tensor (default max_request_bytes / 4)",
+    )
+    p.add_argument(
+        "--max_queued_requests",
+        type=int,
+        default=d.max_queued_requests,
+        help="requests of each API that may wait; more get 503 / RESOURCE_EXHAUSTED",
+    )
+    p.add_argument(
+        "--max_inflight_request_bytes",
+        type=int,
+        default=d.max_inflight_request_bytes,
+        help="bodies over 256 KiB run while their total fits (default max_request_bytes)",
+    )
+    p.add_argument(
+        "--max_execution_batch_size",
+        type=int,
+        default=d.max_execution_batch_size,
+        help="rows run at a time for a request with a batch dimension (0: all)",
+    )
+    p.add_argument(
+        "--http_read_timeout_seconds",
+        type=float,
+        default=d.http_read_timeout_seconds,
+        help="seconds for a REST request's headers, then its body; idle connections close",
+    )
+    p.add_argument(
+        "--http_max_connections",
+        type=int,
+        default=d.http_max_connections,
+        help="REST connections served at once; more are answered 503",
+    )
     _flag(
         p,
         "--allow_version_labels_for_unavailable_models",
@@ -106,7 +160,36 @@ def main(argv=None) -> int:
     )
     if not args["model_config_file"] and not args["model_base_path"]:
         raise SystemExit("genkeras serve: give --model_config_file or --model_base_path")
-    return run_server(ServerOptions(**args))
+    problem = _check_limits(args)
+    if problem:
+        print(f"genkeras serve: {problem}", file=sys.stderr)
+        return 2
+    try:
+        return run_server(ServerOptions(**args))
+    except StartupError as error:
+        print(f"genkeras serve: {error}", file=sys.stderr)
+        return 2
+
+
+def _check_limits(args: dict) -> str | None:
+    """The first limit flag with a value that cannot work, as one line; None when all can."""
+    positive = (
+        "max_request_bytes",
+        "rest_api_num_threads",
+        "grpc_max_threads",
+        "http_max_connections",
+        "http_read_timeout_seconds",
+    )
+    for name in positive:
+        if args[name] <= 0:
+            return f"--{name} {args[name]} must be positive"
+    for name in ("rest_api_timeout_in_ms", "max_queued_requests", "max_execution_batch_size"):
+        if args[name] < 0:
+            return f"--{name} {args[name]} must be 0 or more"
+    for name in ("max_tensor_elements", "max_inflight_request_bytes"):
+        if args[name] is not None and args[name] <= 0:
+            return f"--{name} {args[name]} must be positive"
+    return None
 
 
 if __name__ == "__main__":

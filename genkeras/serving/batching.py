@@ -22,13 +22,14 @@ from genkeras.serving.errors import ServingError, internal, invalid_argument, un
 
 
 class _Task:
-    __slots__ = ("inputs", "size", "done", "outputs", "error", "enqueued")
+    __slots__ = ("inputs", "size", "done", "outputs", "error", "enqueued", "abandoned")
 
     def __init__(self, inputs, size):
         self.inputs, self.size = inputs, size
         self.done = threading.Event()
         self.outputs = self.error = None
         self.enqueued = time.monotonic()
+        self.abandoned = False  # its request's deadline passed or its client left: skip it
 
 
 class _Queue:
@@ -65,6 +66,8 @@ class _Queue:
             batch, rows = [], 0
             while self.tasks and rows + self.tasks[0].size <= b.max_batch_size:
                 task = self.tasks.popleft()
+                if task.abandoned:
+                    continue
                 batch.append(task)
                 rows += task.size
             return batch
@@ -138,7 +141,19 @@ class Batcher:
                 return size
         return rows
 
-    def run(self, key, fn, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, key, fn, inputs: dict[str, np.ndarray], context=None) -> dict[str, np.ndarray]:
+        """Runs `fn` on `inputs` merged with concurrent requests of the same `key`.
+
+        Args:
+            key: what may be merged (model, version, signature).
+            fn: runs a merged batch: input name -> array to output name -> array.
+            inputs: this request's inputs, all with the same first dimension.
+            context: the request's `RequestContext`; once cancelled (deadline, client gone)
+                the request stops waiting and, if its batch has not started, is left out.
+
+        Returns:
+            This request's rows of the outputs.
+        """
         sizes = {np.shape(v)[0] for v in inputs.values()}
         if len(sizes) != 1:
             raise ServingError(
@@ -158,8 +173,13 @@ class Batcher:
             if queue is None:
                 queue = self._queues[key] = _Queue(self, fn)
         task = _Task(inputs, size)
+        if context is not None:
+            context.check()
         queue.submit(task)
-        task.done.wait()
+        while not task.done.wait(0.05):
+            if context is not None and context.expire_if_due():
+                task.abandoned = True
+                context.check()
         if task.error is not None:
             raise task.error
         return task.outputs

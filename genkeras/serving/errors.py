@@ -50,6 +50,24 @@ class ServingError(Exception):
         return json.dumps({"error": self.message})
 
 
+# Names (models, labels, signatures, inputs) are echoed in messages up to this many characters.
+NAME_CHARS = 200
+
+
+def clip(text, limit: int = NAME_CHARS) -> str:
+    """`text` as an error message quotes it: its first `limit` characters, then `...`.
+
+    Args:
+        text: a name from a request (any object; `str` is applied).
+        limit: how many characters to keep.
+
+    Returns:
+        The text, cut when longer than `limit`.
+    """
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _make(code):
     return lambda message: (code, message)
 
@@ -62,6 +80,7 @@ unavailable = _make("UNAVAILABLE")
 internal = _make("INTERNAL")
 unknown = _make("UNKNOWN")
 resource_exhausted = _make("RESOURCE_EXHAUSTED")
+deadline_exceeded = _make("DEADLINE_EXCEEDED")
 
 
 def status_of(error: Exception) -> tuple[str, str]:

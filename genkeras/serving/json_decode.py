@@ -5,75 +5,27 @@
   when there are several inputs, each object holding exactly the signature's input names) or
   `inputs` (columnar format: a plain value/list when the signature has one input, else an
   object that must hold every input name; extra keys are ignored).
-* Values: `NaN`, `Infinity`, `-Infinity` accepted; int32 inputs take JSON integers only
-  (`1.0` is refused); float inputs take any number that fits without loss (integers beyond
-  2^24 - 1 are refused for float32). Strings may come as `{"b64": ...}` objects.
+* Values: `NaN`, `Infinity`, `-Infinity` accepted; each tensor is read by `json_tensor`
+  (types, shapes, the element limit); large all-numeric arrays by `json_fast`.
 
 Errors raise `ServingError` with TF Serving's canonical code and message (see `errors.py`).
 """
 
 from __future__ import annotations
 
-import json
-import math
-
 import numpy as np
 
 from genkeras.serving import dtypes
-from genkeras.serving.errors import ServingError, invalid_argument, unimplemented
-from genkeras.serving.json_encode import (
-    COLUMNAR,
-    ROW,
-    json_type_string,
-    json_value_to_string,
+from genkeras.serving.errors import ServingError, clip, invalid_argument
+from genkeras.serving.json_encode import COLUMNAR, ROW, json_value_to_string
+from genkeras.serving.json_fast import NumericSpan
+from genkeras.serving.json_parse import parse_json  # noqa: F401 - re-exported
+from genkeras.serving.json_tensor import (  # noqa: F401 - json_to_array re-exported
+    check_elements,
+    dense_shape,
+    json_to_array,
+    shape_string,
 )
-
-
-def _type_error(value, dtype: str) -> ServingError:
-    return ServingError(
-        invalid_argument(
-            f"JSON Value: {json_value_to_string(value)} Type: {json_type_string(value)} "
-            f"is not of expected type: {dtypes.type_string(dtype)}"
-        )
-    )
-
-
-def _lossy_error(value, target: str) -> ServingError:
-    return ServingError(
-        invalid_argument(
-            f"Cannot convert JSON value: {json_value_to_string(value)} to {target} without loss of precision."  # noqa: E501
-        )
-    )
-
-
-def parse_json(body: bytes | str) -> dict:
-    """The UTF-8 request body parsed (NaN / Infinity allowed); it must be a JSON object."""
-    if isinstance(body, (bytes, bytearray)):
-        try:
-            body = body.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise ServingError(
-                invalid_argument(
-                    f"JSON Parse error: Invalid encoding in string. at offset: {error.start}"
-                )
-            ) from None
-    if not body.strip():
-        raise ServingError(invalid_argument("JSON Parse error: The document is empty"))
-    try:
-        doc = json.loads(body)
-    except json.JSONDecodeError as error:
-        raise ServingError(
-            invalid_argument(
-                f"JSON Parse error: Invalid value. ({error.msg}) at offset: {error.pos}"
-            )
-        ) from None
-    except RecursionError:
-        raise ServingError(invalid_argument("JSON Parse error: nesting too deep")) from None
-    if not isinstance(doc, dict):
-        raise ServingError(
-            invalid_argument(f"JSON Value: {json_value_to_string(doc)} Is not object")
-        )
-    return doc
 
 
 def signature_name_of(doc: dict) -> str:
@@ -91,155 +43,6 @@ def signature_name_of(doc: dict) -> str:
     return ""
 
 
-def _dense_shape(value) -> list[int]:
-    """Shape from the first element at each level, as TF Serving infers it."""
-    shape = []
-    while isinstance(value, list):
-        shape.append(len(value))
-        if not value:
-            break
-        value = value[0]
-    return shape
-
-
-def _check_leaf(value, dtype: str):
-    """Returns the value to store, or raises TF Serving's error for it."""
-    if isinstance(value, dict):
-        if dtype == "DT_STRING" and set(value) == {"b64"} and isinstance(value["b64"], str):
-            import base64
-            import binascii
-
-            try:
-                return base64.b64decode(value["b64"], validate=True)
-            except (binascii.Error, ValueError):
-                raise ServingError(invalid_argument("Unable to base64 decode")) from None
-        raise _type_error(value, dtype)
-    entry = dtypes.BY_NAME.get(dtype)
-    kind = entry.kind if entry else ""
-    if kind == "f":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _type_error(value, dtype)
-        if isinstance(value, int):
-            low, high = entry.json_ints
-            if not low <= value <= high:
-                raise _lossy_error(value, entry.type_string)
-            return float(value)
-        if (
-            dtype == "DT_FLOAT"
-            and math.isfinite(value)
-            and abs(value) > float(np.finfo(np.float32).max)
-        ):
-            raise _lossy_error(value, "float")
-        return value
-    if kind in ("i", "u"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _type_error(value, dtype)
-        low, high = entry.json_ints
-        if not low <= value <= high:
-            raise _type_error(value, dtype)
-        return value
-    if kind == "b":
-        if not isinstance(value, bool):
-            raise _type_error(value, dtype)
-        return value
-    if kind == "O":
-        if not isinstance(value, str):
-            raise _type_error(value, dtype)
-        return value.encode()
-    raise ServingError(
-        unimplemented(f"Conversion of JSON Value: {json_value_to_string(value)} to type: {dtype}")
-    )
-
-
-def _fill(value, level: int, shape: list[int], dtype: str, out: list):
-    """Walks `value` in TF Serving's order, checking levels and sizes, collecting leaves."""
-    rank = len(shape)
-    if not isinstance(value, list):
-        if level != rank:
-            raise ServingError(
-                invalid_argument(
-                    f"JSON Value: {json_value_to_string(value)} found at incorrect level: {level + 1} "  # noqa: E501
-                    f"in the JSON DOM. Expected at level: {rank}"
-                )
-            )
-        out.append(_check_leaf(value, dtype))
-        return
-    if level >= rank:
-        raise ServingError(
-            invalid_argument(f"Encountered list at unexpected level: {level} expected < {rank}")
-        )
-    if len(value) != shape[level]:
-        raise ServingError(
-            invalid_argument(
-                f"Encountered list at unexpected size: {len(value)} at level: {level} "
-                f"expected size: {shape[level]}"
-            )
-        )
-    for item in value:
-        _fill(item, level + 1, shape, dtype, out)
-
-
-def _fast_array(value, shape: list[int], dtype: str, allow_fast: bool):
-    """numpy's C parser for the common case (regular numeric lists); None when unsure."""
-    if (
-        not allow_fast
-        or dtype not in ("DT_FLOAT", "DT_DOUBLE", "DT_INT32", "DT_INT64")
-        or not shape
-    ):
-        return None
-    try:
-        array = np.array(value)
-    except (ValueError, TypeError, OverflowError):
-        return None
-    if list(array.shape) != shape or array.dtype.kind not in "fi":
-        return None
-    entry = dtypes.BY_NAME[dtype]
-    low, high = entry.json_ints
-    if entry.kind == "i":
-        if array.dtype.kind != "i":
-            return None
-        if array.size and (array.min() < low or array.max() > high):
-            return None
-        return array.astype(entry.numpy)
-    if array.size:
-        finite = array[np.isfinite(array)] if array.dtype.kind == "f" else array
-        if finite.size and np.abs(finite).max() > high:
-            return None  # big values: the exact walk tells integers from decimals
-    return array.astype(entry.numpy)
-
-
-def json_to_array(value, dtype: str, allow_fast: bool = True) -> np.ndarray:
-    """One tensor from a JSON value, shape inferred from the first element at each level.
-
-    Args:
-        value: the parsed JSON value (nested lists for a tensor of rank > 0).
-        dtype: the DataType enum name of the signature's input, e.g. `"DT_FLOAT"`.
-        allow_fast: try numpy's C parser first for regular numeric lists; the exact walk
-            runs when it is off or unsure. Turn it off for a body holding `true` or
-            `false`: numpy would read them as numbers where TF Serving refuses them.
-
-    Returns:
-        The tensor, of the numpy type `dtypes` gives `dtype`.
-    """
-    if dtype not in dtypes.BY_NAME:
-        raise ServingError(
-            unimplemented(
-                f"Conversion of JSON Value: {json_value_to_string(value)} to type: {dtype}"
-            )
-        )
-    shape = _dense_shape(value)
-    fast = _fast_array(value, shape, dtype, allow_fast)
-    if fast is not None:
-        return fast
-    leaves: list = []
-    _fill(value, 0, shape, dtype, leaves)
-    if dtype == "DT_STRING":
-        array = np.empty(len(leaves), dtype=object)
-        array[:] = leaves
-        return array.reshape(shape)
-    return np.array(leaves, dtype=dtypes.BY_NAME[dtype].numpy).reshape(shape)
-
-
 def _is_b64(value) -> bool:
     return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("b64"), str)
 
@@ -248,17 +51,20 @@ def _is_element_object(value) -> bool:
     return isinstance(value, dict) and not _is_b64(value)
 
 
-def _shape_string(shape) -> str:
-    return "[" + ",".join(str(d) for d in shape) + "]"
-
-
-def fill_predict_inputs(doc: dict, input_dtypes: dict[str, str], allow_fast: bool = True):
+def fill_predict_inputs(
+    doc: dict,
+    input_dtypes: dict[str, str],
+    allow_fast: bool = True,
+    max_elements: int | None = None,
+):
     """The request's tensors, from its `instances` (row format) or `inputs` (columnar).
 
     Args:
         doc: the parsed body (`parse_json`).
         input_dtypes: the signature's input names -> DataType enum names.
         allow_fast: see `json_to_array`.
+        max_elements: the most values one input tensor may hold (`--max_tensor_elements`);
+            checked on the JSON's shape before the tensor is built.
 
     Returns:
         `(inputs, format)`: input name -> array, and `ROW` or `COLUMNAR` (the response
@@ -276,6 +82,11 @@ def fill_predict_inputs(doc: dict, input_dtypes: dict[str, str], allow_fast: boo
         )
     if has_instances:
         instances = doc["instances"]
+        if isinstance(instances, NumericSpan):
+            fast = _span_instances(instances, input_dtypes, max_elements)
+            if fast is not None:
+                return fast, ROW
+            instances = instances.to_python()
         if not isinstance(instances, list):
             raise ServingError(
                 invalid_argument(
@@ -288,13 +99,23 @@ def fill_predict_inputs(doc: dict, input_dtypes: dict[str, str], allow_fast: boo
                     f"JSON Value: {json_value_to_string(doc)} No values in 'instances' array"
                 )
             )
-        return _from_instances(instances, input_dtypes, allow_fast), ROW
+        return _from_instances(instances, input_dtypes, allow_fast, max_elements), ROW
     if has_inputs:
-        return _from_inputs(doc["inputs"], input_dtypes, allow_fast), COLUMNAR
+        return _from_inputs(doc["inputs"], input_dtypes, allow_fast, max_elements), COLUMNAR
     raise ServingError(invalid_argument("Missing 'inputs' or 'instances' key"))
 
 
-def _from_instances(instances: list, input_dtypes: dict[str, str], allow_fast: bool):
+def _span_instances(span: NumericSpan, input_dtypes: dict[str, str], max_elements):
+    """Row format from one all-numeric array: the tensor is the array (None: exact path)."""
+    if len(input_dtypes) != 1 or span.shape() is None:
+        return None
+    (name,) = input_dtypes
+    check_elements(name, span.shape(), max_elements)
+    array = span.to_array(dtypes.BY_NAME[input_dtypes[name]])
+    return None if array is None else {name: array}
+
+
+def _from_instances(instances: list, input_dtypes: dict[str, str], allow_fast: bool, max_elements):
     if not isinstance(instances[0], dict) and len(input_dtypes) > 1:
         raise ServingError(
             invalid_argument(
@@ -309,8 +130,13 @@ def _from_instances(instances: list, input_dtypes: dict[str, str], allow_fast: b
 
     def add(value, name, index):
         if name not in input_dtypes:
-            raise ServingError(invalid_argument(f"JSON object: does not have named input: {name}"))
-        array = json_to_array(value, input_dtypes[name], allow_fast)
+            raise ServingError(
+                invalid_argument(f"JSON object: does not have named input: {clip(name)}")
+            )
+        if index == 0 and max_elements is not None:  # all instances share the first's shape
+            first = value.first_shape() if isinstance(value, NumericSpan) else dense_shape(value)
+            check_elements(name, [len(instances), *first], max_elements)
+        array = json_to_array(value, input_dtypes[name], allow_fast, max_elements, name)
         if name in shapes:
             if int(np.prod(shapes[name])) != array.size:
                 raise ServingError(
@@ -321,7 +147,7 @@ def _from_instances(instances: list, input_dtypes: dict[str, str], allow_fast: b
             if tuple(shapes[name]) != array.shape:
                 raise ServingError(
                     invalid_argument(
-                        f"Expecting shape {_shape_string(shapes[name])} but got: {_shape_string(array.shape)}"  # noqa: E501
+                        f"Expecting shape {shape_string(shapes[name])} but got: {shape_string(array.shape)}"  # noqa: E501
                     )
                 )
         else:
@@ -340,7 +166,8 @@ def _from_instances(instances: list, input_dtypes: dict[str, str], allow_fast: b
                 except ServingError as error:
                     raise ServingError(
                         invalid_argument(
-                            f"Failed to process element: {index} key: {name} of 'instances' list. "
+                            f"Failed to process element: {index} key: {clip(name)} of "
+                            "'instances' list. "
                             f"Error: {error.status_string()}"
                         )
                     ) from None
@@ -370,7 +197,7 @@ def _from_instances(instances: list, input_dtypes: dict[str, str], allow_fast: b
     return {name: np.stack(arrays) for name, arrays in per_name.items()}
 
 
-def _from_inputs(value, input_dtypes: dict[str, str], allow_fast: bool):
+def _from_inputs(value, input_dtypes: dict[str, str], allow_fast: bool, max_elements):
     if not isinstance(value, dict) or _is_b64(value):
         if len(input_dtypes) > 1:
             raise ServingError(
@@ -380,10 +207,12 @@ def _from_inputs(value, input_dtypes: dict[str, str], allow_fast: bool):
                 )
             )
         name = next(iter(input_dtypes))
-        return {name: json_to_array(value, input_dtypes[name], allow_fast)}
+        return {name: json_to_array(value, input_dtypes[name], allow_fast, max_elements, name)}
     tensors = {}
     for name in sorted(input_dtypes):
         if name not in value:
             raise ServingError(invalid_argument(f"Missing named input: {name} in 'inputs' object."))
-        tensors[name] = json_to_array(value[name], input_dtypes[name], allow_fast)
+        tensors[name] = json_to_array(
+            value[name], input_dtypes[name], allow_fast, max_elements, name
+        )
     return tensors

@@ -50,16 +50,75 @@ def format_float(value: float, double: bool = False) -> str:
     return text
 
 
+PREVIEW_CHARS = 200
+
+
 def json_value_to_string(value) -> str:
-    """A JSON value as TF Serving quotes it in error messages (compact, floats as written)."""
+    """A JSON value as TF Serving quotes it in error messages (compact, floats as written).
+
+    At most `PREVIEW_CHARS` characters are written, followed by `...` when cut, however
+    large the value: the preview is built piece by piece, never the whole value.
+    """
     if isinstance(value, bool) or value is None:
         return json.dumps(value)
     if isinstance(value, float):
         return format_float(value, double=True)
-    if isinstance(value, (list, dict)):
-        text = json.dumps(value, separators=(",", ":"), allow_nan=True)
-        return text if len(text) <= 200 else text[:200] + "..."
-    return json.dumps(value)
+    text = _bounded_dumps(value, PREVIEW_CHARS + 1)
+    return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + "..."
+
+
+def _scalar_text(value, limit: int) -> str:
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, float):
+        return json.dumps(value, allow_nan=True)
+    if isinstance(value, int):
+        digits = len(str(value)) if abs(value) < 10**limit else limit + 1
+        return str(value) if digits <= limit else str(value)[:limit]
+    if isinstance(value, str):
+        return json.dumps(value[:limit])
+    preview = getattr(value, "preview", None)  # a json_fast.NumericSpan
+    return preview(limit) if preview else json.dumps(str(value)[:limit])
+
+
+def _bounded_dumps(value, limit: int) -> str:
+    """`json.dumps(value, separators=(",", ":"))`, stopped once `limit` characters are out."""
+    out: list[str] = []
+    size = 0
+    stack = [value]
+    while stack and size < limit:
+        item = stack.pop()
+        if isinstance(item, _Token):
+            piece = item.text
+        elif isinstance(item, list):
+            stack.append(_Token("]"))
+            for index in range(min(len(item), limit) - 1, -1, -1):
+                stack.append(item[index])
+                if index:
+                    stack.append(_Token(","))
+            piece = "["
+        elif isinstance(item, dict):
+            stack.append(_Token("}"))
+            pairs = list(item.items())[:limit]
+            for index in range(len(pairs) - 1, -1, -1):
+                key, child = pairs[index]
+                stack.append(child)
+                stack.append(_Token(json.dumps(str(key)[:limit]) + ":"))
+                if index:
+                    stack.append(_Token(","))
+            piece = "{"
+        else:
+            piece = _scalar_text(item, limit)
+        out.append(piece)
+        size += len(piece)
+    return "".join(out)
+
+
+class _Token:
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
 
 
 def json_type_string(value) -> str:
@@ -140,10 +199,31 @@ def _nest(texts: list[str], shape: tuple[int, ...]) -> str:
     return texts[0]
 
 
+# Leaf values formatted per block: a large answer never holds a Python string per value.
+BLOCK_ELEMENTS = 1 << 16
+
+
+def _row_texts(name: str, array: np.ndarray):
+    """The JSON text of each `array[i]`, in order, formatted a block of rows at a time."""
+    per_row = int(np.prod(array.shape[1:]))
+    if per_row == 0 or 0 in array.shape:
+        for row in array:
+            yield _nest([], row.shape)
+        return
+    rows_per_block = max(1, BLOCK_ELEMENTS // per_row)
+    b64 = name.endswith("_bytes")
+    for start in range(0, array.shape[0], rows_per_block):
+        block = array[start : start + rows_per_block]
+        texts = _leaf_texts(block, bytes_as_b64=b64)
+        for i in range(block.shape[0]):
+            yield _nest(texts[i * per_row : (i + 1) * per_row], array.shape[1:])
+
+
 def _tensor_json(name: str, array: np.ndarray) -> str:
     array = np.asarray(array)
-    texts = _leaf_texts(array, bytes_as_b64=name.endswith("_bytes"))
-    return _nest(texts, array.shape)
+    if array.ndim == 0 or 0 in array.shape:
+        return _nest(_leaf_texts(array, bytes_as_b64=name.endswith("_bytes")), array.shape)
+    return "[" + ",".join(_row_texts(name, array)) + "]"
 
 
 def make_json(outputs: dict[str, np.ndarray], request_format: str) -> str:
@@ -184,19 +264,13 @@ def make_json(outputs: dict[str, np.ndarray], request_format: str) -> str:
                 )
             )
         batch = size
-    rows = {}
-    for name in names:
-        array = np.asarray(outputs[name])
-        texts = _leaf_texts(array, bytes_as_b64=name.endswith("_bytes"))
-        per_item = len(texts) // batch if batch else 0
-        rows[name] = [
-            _nest(texts[i * per_item : (i + 1) * per_item], array.shape[1:]) for i in range(batch)
-        ]
+    rows = [_row_texts(name, np.asarray(outputs[name])) for name in names]
     if several:
-        items = [
-            "{" + ", ".join(f"{json.dumps(n)}: {rows[n][i]}" for n in names) + "}"
-            for i in range(batch)
-        ]
+        keys = [json.dumps(n) for n in names]
+        items = (
+            "{" + ", ".join(f"{key}: {text}" for key, text in zip(keys, texts, strict=True)) + "}"
+            for texts in zip(*rows, strict=True)
+        )
     else:
-        items = rows[names[0]]
+        items = rows[0]
     return '{"predictions": [' + ", ".join(items) + "]}"

@@ -2,17 +2,19 @@
 
 Mirrors TF Serving's ServerCore with the availability-preserving policy: a new aspired
 version is loaded before the one it replaces is unloaded, so a request never finds the model
-empty; a version that fails to load is reported (state END, its error in `status`) while the
-previously loaded version keeps serving. Requests hold a reference to the `Servable` they
-resolved, so an unload never cuts a request short.
+empty, and that holds both ways: when the newest version's folder is deleted, the newest
+remaining version is loaded again before the deleted one is unloaded. A version that fails
+to load is reported (state END, its error in `status`) while the previously loaded version
+keeps serving, and is tried again as soon as any file under its folder changes. Under a
+`latest` policy, when no aspired version loads (after a restart with a broken newest
+version, say), the newest older version on disk that loads serves instead. Requests hold a
+reference to the `Servable` they resolved, so an unload never cuts a request short.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-import re
 import threading
 import time
 from pathlib import Path
@@ -21,12 +23,21 @@ from genkeras.serving import config as config_lib
 from genkeras.serving.batching import Batcher
 from genkeras.serving.errors import (
     ServingError,
+    clip,
     error_code_number,
     invalid_argument,
     not_found,
     status_of,
 )
-from genkeras.serving.servable import WARMUP_FILE, Servable
+from genkeras.serving.servable import RunLimits, Servable
+from genkeras.serving.versions import (
+    VersionState,
+    fingerprint,
+    list_versions,
+    policy_kind,
+    policy_text,
+    versions_to_unload,
+)
 
 log = logging.getLogger("genkeras.serving")
 
@@ -46,32 +57,10 @@ def check_version_choice(version: int | None, label: str | None) -> None:
     if version is not None and label is not None:
         raise ServingError(
             invalid_argument(
-                f"Both model version ({version}) and model version label ({label}) cannot be supplied."  # noqa: E501
+                f"Both model version ({version}) and model version label ({clip(label)}) "
+                "cannot be supplied."
             )
         )
-
-
-@dataclasses.dataclass
-class VersionState:
-    """Where one version stands, as GetModelStatus reports it, and its servable once loaded."""
-
-    state: str  # START, LOADING, AVAILABLE, UNLOADING, END (ModelVersionStatus.State names)
-    error_code: str = "OK"
-    error_message: str = ""
-    servable: Servable | None = None
-    fingerprint: tuple | None = None
-
-
-def _fingerprint(path: Path) -> tuple:
-    """Changes when a version folder's SavedModel is rewritten (a failed load is retried then)."""
-    items = []
-    for name in ("saved_model.pb", "variables/variables.index", str(WARMUP_FILE)):
-        try:
-            stat = (path / name).stat()
-            items.append((name, stat.st_size, stat.st_mtime_ns))
-        except OSError:
-            items.append((name, None, None))
-    return tuple(items)
 
 
 class ModelManager:
@@ -84,6 +73,7 @@ class ModelManager:
         batcher: the `Batcher` every servable uses, or `None` for no batching.
         warmup: replay each version's warm-up records when it loads.
         per_model_batching: batch a version only with its own batching_params.pbtxt.
+        limits: what one request may make a servable do (`RunLimits`).
     """
 
     def __init__(
@@ -94,12 +84,14 @@ class ModelManager:
         batcher=None,
         warmup=True,
         per_model_batching=False,
+        limits: RunLimits | None = None,
     ):
         self.config_file = config_file
         self.path_maps = list(path_maps)
         self.batcher = batcher
         self.per_model_batching = per_model_batching
         self.warmup = warmup
+        self.limits = limits or RunLimits()
         self._lock = threading.RLock()
         self._load_lock = threading.Lock()
         self._models: dict = {}  # name -> ModelConfig
@@ -114,9 +106,9 @@ class ModelManager:
             self._models = {m.name: m for m in server_config.model_config_list.config}
             for name in list(self._states):
                 if name not in self._models:  # removed from the config: unload everything
-                    for state in self._states[name].values():
+                    for version, state in self._states[name].items():
                         if state.servable is not None:
-                            state.servable, state.state = None, "END"
+                            self._unload(name, version, state, "its model left the config")
             for name in self._models:
                 self._states.setdefault(name, {})
 
@@ -139,67 +131,92 @@ class ModelManager:
 
     def _poll_model(self, name: str, model) -> None:
         base = self.base_path(name)
-        try:
-            on_disk = sorted(
-                int(p.name) for p in base.iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name)
-            )
-        except OSError:
+        on_disk = list_versions(base)
+        if on_disk is None:
+            if os.path.exists(base):  # a passing listing error: change nothing this round
+                return
             on_disk = []
         aspired = config_lib.aspired_versions(model, on_disk)
         states = self._states.setdefault(name, {})
-        for version in aspired:
-            path = base / str(version)
-            fingerprint = _fingerprint(path)
-            current = states.get(version)
-            if current is not None and current.state in ("AVAILABLE", "LOADING"):
-                continue
-            if (
-                current is not None
-                and current.state == "END"
-                and current.fingerprint == fingerprint
-            ):
-                continue  # failed (or unloaded) and unchanged since: don't retry in a loop
-            with self._lock:
-                states[version] = VersionState("LOADING", fingerprint=fingerprint)
-            log.info("Loading servable: {name: %s version: %d}", name, version)
-            started = time.perf_counter()
-            try:
-                servable = Servable(name, version, path)
-                servable.batcher = self._batcher_for(path)
-                if self.warmup:
-                    servable.warm_up()
-            except Exception as error:  # noqa: BLE001
-                code, message = status_of(error)
-                log.error(
-                    "Loading servable: {name: %s version: %d} failed: %s", name, version, message
-                )
-                with self._lock:
-                    states[version] = VersionState("END", code, message, fingerprint=fingerprint)
-                continue
-            with self._lock:
-                states[version] = VersionState(
-                    "AVAILABLE", servable=servable, fingerprint=fingerprint
-                )
-            log.info(
-                "Successfully loaded servable version {name: %s version: %d} in %.2f s",
-                name,
-                version,
-                time.perf_counter() - started,
-            )
+        keep = set(aspired)
+        for version in sorted(aspired, reverse=True):  # the newest first, as TF Serving
+            self._ensure_loaded(name, version, base / str(version), states)
+        serving = any(states[v].state == "AVAILABLE" for v in aspired if v in states)
+        if aspired and not serving and policy_kind(model) == "latest":
+            for version in sorted(set(on_disk) - keep, reverse=True):
+                if self._ensure_loaded(name, version, base / str(version), states):
+                    keep.add(version)  # the newest older version that loads serves for now
+                    break
         with self._lock:
-            aspired_available = any(states[v].state == "AVAILABLE" for v in aspired if v in states)
-            for version, state in states.items():
-                if version in aspired or state.servable is None:
-                    continue
-                gone = version not in on_disk
-                if aspired_available or gone or not aspired:
-                    # Availability preserving: unload only once an aspired version serves.
-                    state.servable, state.state, state.error_code, state.error_message = (
-                        None,
-                        "END",
-                        "OK",
-                        "",
+            for version in versions_to_unload(states, keep, aspired):
+                reason = "its folder is gone" if version not in on_disk else "not aspired"
+                self._unload(name, version, states[version], reason)
+
+    def _ensure_loaded(self, name: str, version: int, path: Path, states: dict) -> bool:
+        """Loads `version` unless it serves or failed with its folder unchanged since.
+
+        Returns:
+            Whether the version is AVAILABLE afterwards.
+        """
+        current = states.get(version)
+        if current is not None and current.state in ("AVAILABLE", "LOADING"):
+            return current.state == "AVAILABLE"
+        if not path.is_dir():
+            return False
+        stamp = fingerprint(path)
+        if current is not None and current.failed and current.fingerprint == stamp:
+            return False  # failed and unchanged since: don't retry in a loop
+        if current is not None and current.failed:
+            log.info("Retrying servable version {name: %s version: %d}: it changed", name, version)
+        with self._lock:
+            states[version] = VersionState("LOADING", fingerprint=stamp)
+        log.info("Loading servable: {name: %s version: %d}", name, version)
+        started = time.perf_counter()
+        try:
+            servable = Servable(name, version, path)
+            servable.batcher = self._batcher_for(path)
+            servable.limits = self.limits
+            if self.warmup:
+                servable.warm_up()
+        except Exception as error:  # noqa: BLE001
+            code, message = status_of(error)
+            log.error("Loading servable: {name: %s version: %d} failed: %s", name, version, message)
+            with self._lock:
+                states[version] = VersionState("END", code, message, fingerprint=stamp)
+            return False
+        with self._lock:
+            states[version] = VersionState("AVAILABLE", servable=servable, fingerprint=stamp)
+        log.info(
+            "Successfully loaded servable version {name: %s version: %d} in %.2f s",
+            name,
+            version,
+            time.perf_counter() - started,
+        )
+        return True
+
+    def _unload(self, name: str, version: int, state: VersionState, reason: str) -> None:
+        """Drops a loaded version (requests holding it finish on it); logged like a load."""
+        log.info("Unloading servable version {name: %s version: %d} (%s)", name, version, reason)
+        state.servable, state.state, state.error_code, state.error_message = None, "END", "OK", ""
+        log.info("Done unloading servable version {name: %s version: %d}", name, version)
+
+    def unresolved_labels(self) -> list[str]:
+        """One line per version label that names a version not loaded now (for warnings)."""
+        lines = []
+        with self._lock:
+            for name, model in sorted(self._models.items()):
+                states = self._states.get(name, {})
+                loaded = sorted(v for v, s in states.items() if s.state == "AVAILABLE")
+                for label, version in sorted(model.version_labels.items()):
+                    if version in loaded:
+                        continue
+                    lines.append(
+                        f"Model {name}: version label {label!r} -> {version}, which is not "
+                        f"loaded (loaded: {loaded}; policy {policy_text(model)}); requests to "
+                        f"labels/{label} fail until the policy keeps version {version} loaded, "
+                        f"e.g. model_version_policy {{ specific {{ versions: {version} }} }}"
                     )
+        return lines
 
     def _batcher_for(self, path: Path):
         """The global batcher, or with per-model parameters one from batching_params.pbtxt (or none)."""  # noqa: E501
@@ -214,6 +231,8 @@ class ModelManager:
         self, file_system_poll_wait_seconds: float = 1.0, config_poll_wait_seconds: float = 0.0
     ) -> None:
         self.poll_once()
+        for line in self.unresolved_labels():
+            log.warning(line)
         if file_system_poll_wait_seconds > 0:
             self._spawn(self._poll_loop, file_system_poll_wait_seconds)
         if config_poll_wait_seconds > 0 and self.config_file:
@@ -239,6 +258,8 @@ class ModelManager:
                 self.set_config(config_lib.read_model_server_config(self.config_file))
                 log.info("Reloaded model config %s", self.config_file)
                 self.poll_once()
+                for line in self.unresolved_labels():
+                    log.warning(line)
             except Exception as error:  # noqa: BLE001 - keep the old config on a bad edit
                 log.error("Ignoring model config %s: %s", self.config_file, error)
 
@@ -262,7 +283,7 @@ class ModelManager:
             model = self._models.get(name)
             if model is None or label not in model.version_labels:
                 raise ServingError(
-                    invalid_argument(f"Unrecognized servable version label: {label}")
+                    invalid_argument(f"Unrecognized servable version label: {clip(label)}")
                 )
             return model.version_labels[label]
 
@@ -301,31 +322,46 @@ class ModelManager:
             if version is None:
                 available = [v for v, s in states.items() if s.state == "AVAILABLE" and s.servable]
                 if not available:
-                    raise ServingError(not_found(f"Servable not found for request: Latest({name})"))
+                    raise ServingError(
+                        not_found(f"Servable not found for request: Latest({clip(name)})")
+                    )
                 return states[max(available)].servable
             state = states.get(version)
             if state is None or state.state != "AVAILABLE" or state.servable is None:
                 raise ServingError(
-                    not_found(f"Servable not found for request: Specific({name}, {version})")
+                    not_found(f"Servable not found for request: Specific({clip(name)}, {version})")
                 )
             return state.servable
 
     def status(self, name: str, version: int | None = None, label: str | None = None):
-        """GetModelStatusResponse for the model (one version when asked by number or label)."""
+        """GetModelStatusResponse as TF Serving's `get_model_status_impl.cc` builds it.
+
+        With a version number, that version's state; otherwise (with a version label too:
+        TF Serving reads only `model_spec.version`) every version it knows, newest first.
+        A label the model does not define is refused, where TF Serving would ignore it.
+
+        Raises:
+            ServingError: NOT_FOUND for an unknown model or version, INVALID_ARGUMENT for an
+                unknown label or both a version and a label.
+        """
         from tensorflow_serving.apis import get_model_status_pb2
 
-        version = self.resolve_version(name, version, label)
+        check_version_choice(version, label)
+        if label is not None:
+            self.label_version(name, label)
         response = get_model_status_pb2.GetModelStatusResponse()
         with self._lock:
             states = dict(self._states.get(name, {}))
         if version is not None:
             if version not in states:
-                raise ServingError(not_found(f"Could not find version {version} of model {name}"))
+                raise ServingError(
+                    not_found(f"Could not find version {version} of model {clip(name)}")
+                )
             chosen = [(version, states[version])]
         else:
             if not states:
-                raise ServingError(not_found(f"Could not find any versions of model {name}"))
-            chosen = sorted(states.items())
+                raise ServingError(not_found(f"Could not find any versions of model {clip(name)}"))
+            chosen = sorted(states.items(), reverse=True)
         for v, state in chosen:
             entry = response.model_version_status.add()
             entry.version = v

@@ -1,19 +1,27 @@
 """One loaded SavedModel version: its signatures, request validation, running and warm-up.
 
 A `Servable` checks a request as TF Serving does (input names, dtypes and shapes against the
-SignatureDef, with TF Serving's messages), runs the signature's concrete function, through
-the batcher when one is set, and replays the export's warm-up records.
+SignatureDef, with TF Serving's messages), refuses one whose answer would hold more values
+than `RunLimits.max_tensor_elements` before running it, runs the signature's concrete
+function (through the batcher when one is set; otherwise a request of more rows than
+`RunLimits.max_execution_batch_size` runs a slice of rows at a time, so its activations stay
+small), stops the run when the request's deadline passes or its client leaves, and replays
+the export's warm-up records.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
 
 from genkeras.serving import dtypes
+from genkeras.serving.admission import RequestContext, cancellation_scope
 from genkeras.serving.errors import (
     ServingError,
+    clip,
     failed_precondition,
     internal,
     invalid_argument,
@@ -24,6 +32,20 @@ from genkeras.serving.errors import (
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunLimits:
+    """What one request may make a servable do.
+
+    Attributes:
+        max_tensor_elements: the most values an answer's tensor may hold (`None`: any).
+        max_execution_batch_size: a request with a batch dimension runs this many rows at a
+            time (0: all at once).
+    """
+
+    max_tensor_elements: int | None = None
+    max_execution_batch_size: int = 0
 
 
 def read_signature_defs(path: Path):
@@ -78,6 +100,7 @@ class Servable:
             for key, sig in self.signature_defs.items()
         }
         self.batcher = None  # set by the manager when batching is on
+        self.limits = RunLimits()  # set by the manager
 
     # -- signature look-up ----------------------------------------------------------------------
     def signature(self, signature_name: str):
@@ -87,7 +110,9 @@ class Servable:
         """
         key = signature_name or DEFAULT_SIGNATURE
         if key not in self.signature_defs or key not in self.functions:
-            raise ServingError(failed_precondition(f'Serving signature key "{key}" not found.'))
+            raise ServingError(
+                failed_precondition(f'Serving signature key "{clip(key)}" not found.')
+            )
         return key, self.signature_defs[key]
 
     def input_dtypes(self, signature_name: str) -> dict[str, str]:
@@ -95,7 +120,9 @@ class Servable:
         key = signature_name or DEFAULT_SIGNATURE
         if key not in self.signature_defs:
             raise ServingError(
-                invalid_argument(f'Serving signature name: "{key}" not found in signature def')
+                invalid_argument(
+                    f'Serving signature name: "{clip(key)}" not found in signature def'
+                )
             )
         return {
             alias: dtypes.enum_name(info.dtype)
@@ -115,8 +142,9 @@ class Servable:
             raise ServingError(
                 invalid_argument(
                     f"input size does not match signature: {len(sent)}!={len(wanted)} "
-                    f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(wanted))}}}). "
-                    f"Sent extra: {{{','.join(sorted(sent - wanted))}}}. "
+                    f"len({{{clip(','.join(sorted(sent)))}}}) != "
+                    f"len({{{','.join(sorted(wanted))}}}). "
+                    f"Sent extra: {{{clip(','.join(sorted(sent - wanted)))}}}. "
                     f"Missing but required: {{{','.join(sorted(wanted - sent))}}}."
                 )
             )
@@ -124,7 +152,7 @@ class Servable:
             if alias not in wanted:
                 raise ServingError(
                     invalid_argument(
-                        f"input tensor alias not found in signature: {alias}. "
+                        f"input tensor alias not found in signature: {clip(alias)}. "
                         f"Inputs expected to be in the set {{{','.join(sorted(wanted))}}}."
                     )
                 )
@@ -152,15 +180,86 @@ class Servable:
                         )
                     )
 
-    def run_unbatched(self, key: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Calls the signature's function once; returns its outputs as numpy arrays."""
+    def _call(self, key: str, inputs: dict, context: RequestContext | None) -> dict:
+        """One call of the signature's function, stopped if `context` is cancelled."""
         import tensorflow as tf
 
+        if context is not None:
+            context.check()
         try:
-            outputs = self.functions[key](**{k: tf.constant(v) for k, v in inputs.items()})
+            with cancellation_scope(context):
+                outputs = self.functions[key](**{k: tf.constant(v) for k, v in inputs.items()})
         except Exception as error:  # noqa: BLE001
+            if context is not None and context.reason is not None:
+                raise ServingError(context.reason) from None
             raise ServingError(status_of(error)) from None
         return {k: v.numpy() for k, v in outputs.items()}
+
+    def _sliceable_rows(self, key: str, inputs: dict) -> int | None:
+        """The request's rows when its signature may run a slice of them at a time."""
+        if not self.batchable(key):
+            return None
+        for info in self.signature_defs[key].outputs.values():
+            shape = info.tensor_shape
+            if shape.unknown_rank or not shape.dim or shape.dim[0].size != -1:
+                return None
+        return int(np.shape(next(iter(inputs.values())))[0])
+
+    def run_unbatched(
+        self, key: str, inputs: dict[str, np.ndarray], context: RequestContext | None = None
+    ) -> dict[str, np.ndarray]:
+        """Runs the signature, a slice of rows at a time when the request is large.
+
+        Args:
+            key: the signature key.
+            inputs: input alias -> array (already validated).
+            context: the request's deadline and cancellation, or `None` (warm-up).
+
+        Returns:
+            Output alias -> numpy array.
+        """
+        step = self.limits.max_execution_batch_size
+        rows = self._sliceable_rows(key, inputs) if step > 0 else None
+        if rows is None or rows <= step:
+            return self._call(key, inputs, context)
+        parts = [
+            self._call(key, {k: v[start : start + step] for k, v in inputs.items()}, context)
+            for start in range(0, rows, step)
+        ]
+        return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+
+    def check_answer_size(self, key: str, inputs: dict[str, np.ndarray]) -> None:
+        """Refuses a request whose answer would hold more than `max_tensor_elements` values.
+
+        The size is known before running where an output's shape is fixed but for a batch
+        dimension shared with the inputs (`decode`: 784 values per row of `z`).
+
+        Raises:
+            ServingError: INVALID_ARGUMENT naming the output, the limit and its flag.
+        """
+        limit = self.limits.max_tensor_elements
+        if limit is None:
+            return
+        rows = int(np.shape(next(iter(inputs.values())))[0]) if self.batchable(key) else None
+        for alias, info in sorted(self.signature_defs[key].outputs.items()):
+            shape = info.tensor_shape
+            if shape.unknown_rank:
+                continue
+            dims = [d.size for d in shape.dim]
+            if dims and dims[0] == -1 and rows is not None:
+                dims[0] = rows
+            if any(d < 0 for d in dims):
+                continue
+            count = math.prod(dims)
+            if count > limit:
+                per_row = max(1, count // max(1, dims[0])) if dims else 1
+                raise ServingError(
+                    invalid_argument(
+                        f"The answer's output tensor {alias} would hold {count} elements, more "
+                        f"than the limit of {limit} (--max_tensor_elements); send at most "
+                        f"{limit // per_row} rows per request"
+                    )
+                )
 
     def batchable(self, key: str) -> bool:
         """Every input has a leading dimension of any size (TF Serving's batching needs one)."""
@@ -171,13 +270,20 @@ class Servable:
                 return False
         return bool(signature.inputs)
 
-    def predict(self, signature_name: str, inputs: dict[str, np.ndarray], output_filter=()):
+    def predict(
+        self,
+        signature_name: str,
+        inputs: dict[str, np.ndarray],
+        output_filter=(),
+        context: RequestContext | None = None,
+    ):
         """Runs one request: validates it, runs it (batched when possible), filters outputs.
 
         Args:
             signature_name: the requested signature (`""`: the default one).
             inputs: input alias -> array.
             output_filter: the output aliases wanted (all of them when empty).
+            context: the request's deadline and cancellation (`None`: none, as in warm-up).
 
         Returns:
             `(signature key, outputs)`, outputs mapping alias -> array.
@@ -196,18 +302,23 @@ class Servable:
             if alias not in signature.outputs:
                 raise ServingError(
                     invalid_argument(
-                        f"output tensor alias not found in signature: {alias} Outputs expected to be "  # noqa: E501
+                        f"output tensor alias not found in signature: {clip(alias)} Outputs "
+                        "expected to be "
                         f"in the set {{{','.join(sorted(signature.outputs))}}}."
                     )
                 )
         if len(set(output_filter)) != len(output_filter):
             raise ServingError(invalid_argument("duplicate output tensor alias"))
+        self.check_answer_size(key, inputs)
         if self.batcher is not None and self.batchable(key):
             outputs = self.batcher.run(
-                (self.name, self.version, key), lambda x: self.run_unbatched(key, x), inputs
+                (self.name, self.version, key),
+                lambda x: self.run_unbatched(key, x),
+                inputs,
+                context,
             )
         else:
-            outputs = self.run_unbatched(key, inputs)
+            outputs = self.run_unbatched(key, inputs, context)
         if output_filter:
             outputs = {alias: outputs[alias] for alias in output_filter}
         return key, outputs

@@ -8,6 +8,10 @@ default; `path_map` entries (`CONTAINER=HOST`) map the container paths of models
 gRPC messages are limited to `max_request_bytes` (64 MiB). The REST port also serves the
 latent explorer web page at `/` (see `genkeras/serving/explorer/`).
 
+Both ports are checked and bound before any model loads: a port out of range, the same port
+twice, or a port another program holds (gRPC never shares one through SO_REUSEPORT) raises
+`StartupError` with one line naming the port and its flag.
+
 TensorFlow, gRPC and the serving modules are imported when the server runs, so a command
 line can build its parser from `ServerOptions` and answer `--help` at once.
 """
@@ -15,13 +19,22 @@ line can build its parser from `ServerOptions` and answer `--help` at once.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
+import os
 import signal
+import socket
 import threading
 
 log = logging.getLogger("genkeras.serving")
 
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
+# TF Serving's default for --grpc_max_threads and --rest_api_num_threads: 4 per CPU.
+CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class StartupError(Exception):
+    """A problem found before any model loads; its message is one line naming the flag."""
 
 
 @dataclasses.dataclass
@@ -45,11 +58,26 @@ class ServerOptions:
             batching_params.pbtxt (as TF Serving).
         monitoring_config_file: MonitoringConfig text proto (Prometheus page).
         rest_api_num_threads: how many REST requests run at once.
-        grpc_max_threads: gRPC worker threads.
+        grpc_max_threads: how many gRPC calls run at once (TF Serving's default, 4 per CPU:
+            each running call holds its whole message in memory).
         max_request_bytes: the largest REST body or gRPC message accepted.
         allow_version_labels_for_unavailable_models: accepted for compatibility; labels may
             always point at any version here.
         no_warmup: skip the assets.extra warm-up requests.
+        rest_api_timeout_in_ms: a REST request still unanswered this long after its headers
+            arrived answers 504 and its work stops (0: no limit; TF Serving's flag).
+        max_tensor_elements: the most values an input tensor, or a tensor of the answer, may
+            hold; `None` is `max_request_bytes // 4`.
+        max_queued_requests: requests of each API (REST, gRPC) that may wait for a place;
+            one more is refused at once (503 / RESOURCE_EXHAUSTED).
+        max_inflight_request_bytes: REST bodies and gRPC messages over 256 KiB run only while
+            their sizes in flight fit under this (one always runs); `None` is
+            `max_request_bytes`.
+        max_execution_batch_size: a request with a batch dimension runs this many rows at a
+            time (0: all at once).
+        http_read_timeout_seconds: a REST connection must send a request's headers, and then
+            its body, within this many seconds (idle keep-alive connections close after it).
+        http_max_connections: REST connections served at once; more are answered 503.
     """
 
     port: int = 8500
@@ -66,10 +94,73 @@ class ServerOptions:
     enable_per_model_batching_parameters: bool = False
     monitoring_config_file: str | None = None
     rest_api_num_threads: int = 32
-    grpc_max_threads: int = 32
+    grpc_max_threads: int = 4 * CPUS
     max_request_bytes: int = 64 * 1024 * 1024
     allow_version_labels_for_unavailable_models: bool = False
     no_warmup: bool = False
+    rest_api_timeout_in_ms: int = 30000
+    max_tensor_elements: int | None = None
+    max_queued_requests: int = 64
+    max_inflight_request_bytes: int | None = None
+    max_execution_batch_size: int = 64
+    http_read_timeout_seconds: float = 30.0
+    http_max_connections: int = 1024
+
+
+PORT_FLAGS = (("port", "--port"), ("rest_api_port", "--rest_api_port"))
+
+
+def check_ports(options: ServerOptions) -> None:
+    """Checks both ports before anything heavy happens: in range, distinct, free.
+
+    Args:
+        options: the server options (`port`, `rest_api_port`, `host`).
+
+    Raises:
+        StartupError: one line naming the port and its flag.
+    """
+    for field, flag in PORT_FLAGS:
+        port = getattr(options, field)
+        if not 0 <= port <= 65535:
+            raise StartupError(
+                f"{flag} {port} is out of range: give a port from 1 to 65535 (0 turns it off)"
+            )
+    if options.port and options.port == options.rest_api_port:
+        raise StartupError(
+            f"--port and --rest_api_port are both {options.port}: give them different ports"
+        )
+    for field, flag in PORT_FLAGS:
+        port = getattr(options, field)
+        if port:
+            _probe(options.host, port, flag)
+
+
+def _probe(host: str, port: int, flag: str) -> None:
+    """Binds `host:port` for a moment (no SO_REUSEPORT), raising `StartupError` when taken."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+    except OSError as error:
+        raise StartupError(f"--host {host}: cannot resolve it ({error})") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise port_error(host, port, flag, error) from None
+
+
+def port_error(host: str, port: int, flag: str, error: OSError) -> StartupError:
+    """The one-line `StartupError` for a port that cannot be bound."""
+    if error.errno == errno.EADDRINUSE or "in use" in str(error).lower():
+        why = "is already in use by another program (another server?)"
+    elif error.errno == errno.EACCES:
+        why = "needs privileges to bind"
+    else:
+        why = f"cannot be bound ({error.strerror or error})"
+    return StartupError(
+        f"{flag} {port}: port {port} on {host} {why}; stop that program or pass a free port "
+        f"to {flag}"
+    )
 
 
 def model_server_config(options: ServerOptions):
@@ -128,7 +219,7 @@ def _prometheus_path(options: ServerOptions) -> str | None:
 
 
 def run_server(options: ServerOptions) -> int:
-    """Loads the models, starts the gRPC and REST servers and serves until SIGTERM or SIGINT.
+    """Checks and binds the ports, loads the models, serves until SIGTERM or SIGINT.
 
     Prints `genkeras serve: ready` once both servers listen. Must run in the main thread
     (it installs the signal handlers).
@@ -138,16 +229,67 @@ def run_server(options: ServerOptions) -> int:
 
     Returns:
         The exit status, 0 after a clean stop.
+
+    Raises:
+        StartupError: a port out of range, repeated or taken (before any model loads).
     """
+    check_ports(options)
+    from genkeras.serving.admission import Limiter, Watchdog, tune_malloc
+
+    tune_malloc()  # before TensorFlow starts its threads
+
     from genkeras.serving import config as config_lib
     from genkeras.serving.grpc_service import make_grpc_server
     from genkeras.serving.manager import ModelManager
+    from genkeras.serving.metrics import Metrics
     from genkeras.serving.rest import RestApi, RestServer
+    from genkeras.serving.servable import RunLimits
 
     server_config = model_server_config(options)
     path_maps = config_lib.parse_path_maps(options.path_map, options.model_config_file)
     batcher = _batcher(options)
     prometheus_path = _prometheus_path(options)
+    max_elements = options.max_tensor_elements or options.max_request_bytes // 4
+    metrics, watchdog = Metrics(), Watchdog()
+    limiter = Limiter(
+        {"rest": options.rest_api_num_threads, "grpc": options.grpc_max_threads},
+        options.max_queued_requests,
+        options.max_inflight_request_bytes or options.max_request_bytes,
+    )
+
+    grpc_server = rest_server = None
+    if options.port:
+        try:
+            grpc_server, port = make_grpc_server(
+                None,
+                f"{options.host}:{options.port}",
+                options.max_request_bytes,
+                options.grpc_max_threads,
+                options.max_queued_requests,
+                metrics,
+                limiter,
+                watchdog,
+                max_elements,
+            )
+        except OSError as error:
+            raise port_error(options.host, options.port, "--port", error) from None
+    if options.rest_api_port:
+        try:
+            rest_server = RestServer(
+                (options.host, options.rest_api_port),
+                RestApi(None, metrics, max_elements),
+                options.max_request_bytes,
+                limiter,
+                watchdog,
+                options.rest_api_timeout_in_ms / 1000,
+                options.http_max_connections,
+                options.http_read_timeout_seconds,
+                prometheus_path,
+            )
+        except OSError as error:
+            raise port_error(
+                options.host, options.rest_api_port, "--rest_api_port", error
+            ) from None
 
     manager = ModelManager(
         server_config,
@@ -156,33 +298,22 @@ def run_server(options: ServerOptions) -> int:
         batcher,
         warmup=not options.no_warmup,
         per_model_batching=options.enable_per_model_batching_parameters,
-    )
-    manager.start(
-        options.file_system_poll_wait_seconds, options.model_config_file_poll_wait_seconds
+        limits=RunLimits(max_elements, options.max_execution_batch_size),
     )
     for name in manager.model_names():
         log.info("Model %s: base path %s", name, manager.base_path(name))
+    manager.start(
+        options.file_system_poll_wait_seconds, options.model_config_file_poll_wait_seconds
+    )
 
     stop = threading.Event()
-    grpc_server = rest_server = None
-    if options.port:
-        grpc_server, port = make_grpc_server(
-            manager,
-            f"{options.host}:{options.port}",
-            options.max_request_bytes,
-            options.grpc_max_threads,
-        )
+    if grpc_server is not None:
+        for servicer in grpc_server.genkeras_servicers:
+            servicer.manager = manager
         grpc_server.start()
         log.info("Running gRPC ModelServer at %s:%d ...", options.host, port)
-    if options.rest_api_port:
-        api = RestApi(manager)
-        rest_server = RestServer(
-            (options.host, options.rest_api_port),
-            api,
-            options.max_request_bytes,
-            options.rest_api_num_threads,
-            prometheus_path,
-        )
+    if rest_server is not None:
+        rest_server.api.manager = manager
         threading.Thread(target=rest_server.serve_forever, daemon=True).start()
         log.info(
             "Exporting HTTP/REST API at:%s:%d ...", options.host, rest_server.server_address[1]
@@ -196,6 +327,7 @@ def run_server(options: ServerOptions) -> int:
     print("genkeras serve: ready", flush=True)
     stop.wait()
     manager.stop()
+    watchdog.stop()
     if rest_server is not None:
         rest_server.shutdown()
     if grpc_server is not None:
