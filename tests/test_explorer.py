@@ -254,3 +254,105 @@ def test_model_without_latent(page, server):
     page.wait_for_function("document.getElementById('score-text').dataset.value !== undefined")
     assert "% of the test digits score lower" in page.text_content("#score-text")
     assert not page.errors, page.errors
+
+
+# -- the classify panel: the cvae's p(y | x) beside the discriminative classifier ----------------
+
+
+@pytest.fixture(scope="module")
+def classify_server(tmp_path_factory):
+    """The shipped cvae (its newest version: `label_posterior`, an outlier threshold calibrated
+    on validation digits) and the shipped discriminative classifier, on their own server."""
+    names = ("cvae", "mnist_classifier")
+    if not (SAVEDMODELS / "mnist_classifier" / "1").exists():
+        pytest.skip("no mnist_classifier SavedModel (genkeras/serving/explorer/classifier.py)")
+    work = tmp_path_factory.mktemp("explorer_classify")
+    config = work / "models.config"
+    config.write_text(
+        "model_config_list {\n"
+        + "".join(
+            f'  config {{ name: "{m}" base_path: "{SAVEDMODELS / m}" model_platform: "tensorflow" }}\n'  # noqa: E501
+            for m in names
+        )
+        + "}\n"
+    )
+    port = free_port()
+    args = ["--model_config_file", config, "--port", 0, "--rest_api_port", port, "--no_warmup"]
+    ready = lambda: all(get(port, f"/v1/models/{m}")[0] == 200 for m in names)  # noqa: E731
+    with genkeras_server(args, work, ready):
+        metadata = json.loads(get(port, "/v1/models/cvae/metadata")[2])
+        if "label_posterior" not in metadata["metadata"]["signature_def"]["signature_def"]:
+            pytest.skip("the shipped cvae has no label_posterior signature (export it again)")
+        data = json.loads(get(port, "/static/explorer_data.json")[2])
+        yield port, data
+
+
+def post(port, path, body):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def classify_click(page, button):
+    count = page.get_attribute("#classify-verdict", "data-count") or "0"
+    page.click(button)
+    page.wait_for_function(
+        f"(document.getElementById('classify-verdict').dataset.count || '0') !== '{count}'"
+    )
+    return (
+        page.get_attribute("#classify-verdict", "data-verdict"),
+        page.text_content("#classify-verdict"),
+        json.loads(page.get_attribute("#posterior-bars", "data-probabilities")),
+        json.loads(page.get_attribute("#softmax-bars", "data-probabilities")),
+    )
+
+
+def test_classify_panel(classify_server, browser, shots):
+    import numpy as np
+
+    port, data = classify_server
+    context = browser.new_context(viewport={"width": 1500, "height": 1500})
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    open_page(page, port, "cvae")
+    # the classifier is served for the panel, not offered as a model to explore
+    assert page.eval_on_selector_all("#model option", "o => o.map(x => x.value)") == ["cvae"]
+    assert "disabled" not in (page.get_attribute("#classify-section", "class") or "")
+
+    verdict, text, posterior, softmax = classify_click(page, "#classify-base")
+    digit = data["digits"][0]
+    assert verdict == str(digit["label"]), text  # the calibrated cvae reads test digit 0
+    assert text.startswith(f"digit 0: {digit['label']} · p(y = {digit['label']} | x) =")
+    assert int(np.argmax(softmax)) == digit["label"]
+    np.testing.assert_allclose([sum(posterior), sum(softmax)], 1, atol=1e-5)
+    # the page's numbers are the server's for the same image (pixels as the page rounds them)
+    pixels = np.asarray(digit["pixels"], np.float32) / np.float32(255)
+    image = (np.floor(pixels.astype(np.float64) * 1000 + 0.5) / 1000).reshape(1, 28, 28, 1)
+    body = {"signature_name": "label_posterior", "inputs": {"images": image.tolist()}}
+    status, answer = post(port, "/v1/models/cvae:predict", body)
+    assert status == 200, answer
+    np.testing.assert_allclose(posterior, answer["outputs"]["probabilities"][0], atol=1e-6)
+    body = {"inputs": {"images": image.tolist()}}
+    status, answer = post(port, "/v1/models/mnist_classifier:predict", body)
+    np.testing.assert_allclose(softmax, answer["outputs"]["probabilities"][0], atol=1e-6)
+
+    # uniform noise: p(y | x) still sums to one, but log p(x) rejects it; the softmax cannot
+    verdict, text, posterior, softmax = classify_click(page, "#classify-noise")
+    assert verdict == "outlier" and text.startswith("uniform noise: outlier · log p(x) =")
+    assert abs(sum(softmax) - 1) < 1e-5 and " · classifier: " in text
+
+    box = page.locator("#draw").bounding_box()  # a vertical stroke: a one, or an outlier
+    page.mouse.move(box["x"] + 112, box["y"] + 40)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 110, box["y"] + 190, steps=10)
+    page.mouse.up()
+    verdict, text, posterior, softmax = classify_click(page, "#classify-draw")
+    assert text.startswith("drawing: ") and verdict in [*map(str, range(10)), "outlier"]
+    page.locator("#classify-section").screenshot(path=str(shots / "explorer_classify.png"))
+    assert not errors, errors
+    context.close()

@@ -1,5 +1,7 @@
-"""TF Serving's gRPC API: PredictionService (Predict, GetModelMetadata) and ModelService
-(GetModelStatus), on the servicer classes generated in tensorflow-serving-api.
+"""TF Serving's gRPC API: PredictionService (Predict, GetModelMetadata, and Classify, Regress
+and MultiInference from `inference.py`) and ModelService (GetModelStatus), on the servicer
+classes generated in tensorflow-serving-api. HandleReloadConfigRequest answers UNIMPLEMENTED:
+the model config file is watched instead.
 
 Status codes follow TF Serving: a request without `model_spec` INVALID_ARGUMENT "Missing
 ModelSpec", unknown model or version NOT_FOUND, unknown label and bad tensors
@@ -17,6 +19,7 @@ it never shares a port with another server.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -31,7 +34,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from genkeras.serving import dtypes
+from genkeras.serving import dtypes, inference
 from genkeras.serving.admission import RequestContext
 from genkeras.serving.errors import ServingError, clip, invalid_argument, unimplemented
 from genkeras.serving.json_tensor import check_elements
@@ -127,6 +130,8 @@ class _Base:
         self.manager, self.metrics = manager, metrics
         self.limiter, self.watchdog = limiter, watchdog
         self.max_tensor_elements = max_tensor_elements
+        # TF Serving's --enable_signature_method_name_check (off there by default)
+        self.check_method_name = False
 
     def _abort(self, context, error: ServingError):
         context.abort(getattr(grpc.StatusCode, error.code, grpc.StatusCode.UNKNOWN), error.message)
@@ -224,22 +229,27 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
         return self.manager.metadata(name, version, label)
 
     def Classify(self, request, context):  # noqa: N802
-        def refuse():
-            raise ServingError(unimplemented("Classify is not implemented by genkeras serve"))
-
-        return self._guard(context, refuse, "Classify", request.model_spec.name)
+        call = functools.partial(self._admitted, request, context, inference.classify)
+        return self._guard(context, call, "Classify", request.model_spec.name)
 
     def Regress(self, request, context):  # noqa: N802
-        def refuse():
-            raise ServingError(unimplemented("Regress is not implemented by genkeras serve"))
+        call = functools.partial(self._admitted, request, context, inference.regress)
+        return self._guard(context, call, "Regress", request.model_spec.name)
 
-        return self._guard(context, refuse, "Regress", request.model_spec.name)
+    def MultiInference(self, request, context):  # noqa: N802 - not counted, as in TF Serving
+        call = functools.partial(self._admitted, request, context, inference.multi_inference)
+        return self._guard(context, call)
 
-    def MultiInference(self, request, context):  # noqa: N802
-        self._abort(
-            context,
-            ServingError(unimplemented("MultiInference is not implemented by genkeras serve")),
-        )
+    def _admitted(self, request, grpc_context, call):
+        """`call(manager, request, context, check_method_name)` under the call's deadline and
+        the admission limits, as Predict runs; `inference.py` answers as TF Serving does."""
+        context = self._request_context(grpc_context)
+        if self.watchdog is None or self.limiter is None:
+            return call(self.manager, request, context, self.check_method_name)
+        with self.watchdog.watch(context):
+            context.check()
+            with self.limiter.admit("grpc", request.ByteSize(), context):
+                return call(self.manager, request, context, self.check_method_name)
 
 
 class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):

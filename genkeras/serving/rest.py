@@ -6,6 +6,8 @@ Routes and codes follow tensorflow/serving `model_servers/http_rest_api_handler.
 * `GET /v1/models/NAME[/versions/N | /labels/L]` -> GetModelStatusResponse as JSON
 * `GET /v1/models/NAME[/versions/N | /labels/L]/metadata` -> model_spec + signature_def JSON
 * `POST /v1/models/NAME[/versions/N | /labels/L]:predict` -> predictions / outputs
+* `POST /v1/models/NAME[/versions/N | /labels/L]:classify` and `:regress` -> `{"results": ...}`
+  from `examples` of tf.Example features (`example_json.py`, `inference.py`)
 * `OPTIONS` under `/v1/` -> a CORS preflight: 200 with an `Origin: http(s)://...` header,
   else 400 "Origin header is missing in CORS preflight" (as TF Serving)
 * any other method or path under `/v1/` -> 400 "Malformed request"; outside `/v1/` -> 404,
@@ -29,14 +31,13 @@ import urllib.parse
 
 from google.protobuf import json_format
 
-from genkeras.serving import json_decode, json_encode
+from genkeras.serving import example_json, json_decode, json_encode
 from genkeras.serving.admission import LARGE_REQUEST_BYTES, RequestContext
 from genkeras.serving.errors import (
     ServingError,
     clip,
     failed_precondition,
     invalid_argument,
-    unimplemented,
 )
 from genkeras.serving.explorer.routes import explorer_response
 from genkeras.serving.http_server import BoundedHTTPServer, RequestError, RequestHandler
@@ -88,6 +89,8 @@ class RestApi:
         self.manager = manager
         self.metrics = metrics or Metrics()
         self.max_tensor_elements = max_tensor_elements
+        # TF Serving's --enable_signature_method_name_check (off there by default)
+        self.check_method_name = False
 
     def route(self, method: str, path: str):
         """`(model, version, label, verb)` of a `/v1/` path; verb is `""` for GET status.
@@ -172,9 +175,9 @@ class RestApi:
             if verb == "metadata":
                 return metadata_json(self.manager.metadata(name, version, label))
             return status_json(self.manager.status(name, version, label))
-        if verb != "predict":
-            raise ServingError(
-                unimplemented(f"{verb} is not implemented by genkeras serve; use :predict")
+        if verb in ("classify", "regress"):
+            return example_json.handle_rest(
+                self.manager, verb, name, version, label, body, context, self.check_method_name
             )
         return self._predict(name, version, label, body, context)
 

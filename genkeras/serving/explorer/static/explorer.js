@@ -4,6 +4,7 @@
 
 const $ = (id) => document.getElementById(id);
 const SIDE = 28, PIXELS = SIDE * SIDE;
+const CLASSIFIER = "mnist_classifier"; // the discriminative classifier, served for comparison
 const S = {
   data: null, model: null, version: null, sigs: {}, latentDim: 0, conditional: false,
   zKey: "z", digits: [], codes: [], lo: [], hi: [], current: null, path: null,
@@ -149,7 +150,9 @@ function buildGallery() {
 
 // -- model selection -------------------------------------------------------------------------------
 async function loadModels() {
-  const {models} = await getJSON("/explorer/models.json");
+  const served = (await getJSON("/explorer/models.json")).models;
+  S.classifier = served.includes(CLASSIFIER); // served for the classify panel, not explored
+  const models = served.filter((m) => m !== CLASSIFIER);
   const select = $("model");
   select.innerHTML = "";
   models.forEach((m) => select.add(new Option(m, m)));
@@ -227,6 +230,13 @@ async function loadModel() {
   sectionOn("outlier-section", has("log_prob"), null);
   $("score-text").textContent = has("log_prob") ? "" :
     `${S.model} has no log_prob signature; pick vae, conv_vae or cvae.`;
+  sectionOn("classify-section", has("label_posterior"), "classify-note",
+    `${S.model} has no label_posterior signature; pick the cvae (exported with it).`);
+  if (has("label_posterior") && !S.classifier) {
+    $("classify-note").textContent = `${CLASSIFIER} is not served: export it ` +
+      "(genkeras/serving/explorer/classifier.py) and list it in the model config for its softmax.";
+  }
+  clearClassify();
   drawHistogram(null);
   S.a = refresh(S.a) || digitItem(0);
   S.b = refresh(S.b) || digitItem(1);
@@ -547,6 +557,70 @@ function noiseItem() {
   return {img: new Float32Array(PIXELS).map(() => rand()), label: chosenLabel(), code: null, name: "uniform noise"};
 }
 
+// -- classification: Bayes' rule with a reject option beside a discriminative softmax ----------------
+async function predictOn(model, signature, inputs) { // a model other than the explored one
+  const response = await fetch(`/v1/models/${encodeURIComponent(model)}:predict`, {
+    method: "POST", headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({signature_name: signature, inputs}),
+  });
+  const doc = await response.json();
+  if (!response.ok) throw new Error(doc.error || `HTTP ${response.status}`);
+  return doc.outputs;
+}
+
+function drawBars(canvas, probs, best, color) {
+  const ctx = canvas.getContext("2d"), w = canvas.width / 10, bottom = canvas.height - 16, top = 14;
+  ctx.fillStyle = "#fafafa";
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  delete canvas.dataset.probabilities;
+  if (!probs) return;
+  ctx.font = "11px sans-serif";
+  ctx.textAlign = "center";
+  probs.forEach((p, y) => {
+    const h = p * (bottom - top);
+    ctx.fillStyle = y === best ? color : "#b0bec5";
+    ctx.fillRect(y * w + 3, bottom - h, w - 6, Math.max(h, 1));
+    ctx.fillStyle = "#333";
+    ctx.fillText(String(y), y * w + w / 2, canvas.height - 3);
+    if (p >= 0.05) ctx.fillText(p.toFixed(2), y * w + w / 2, bottom - h - 2);
+  });
+  canvas.dataset.probabilities = JSON.stringify(probs);
+}
+
+function clearClassify() {
+  drawBars($("posterior-bars"), null);
+  drawBars($("softmax-bars"), null);
+  $("classify-verdict").textContent = "";
+  delete $("classify-verdict").dataset.verdict;
+}
+
+const argmax = (values) => values.reduce((best, v, i) => (v > values[best] ? i : best), 0);
+
+async function classify(item) {
+  if (!has("label_posterior")) return;
+  const image = [nested(item.img)];
+  const [{out}, softmax] = await Promise.all([
+    predict("label_posterior", {images: image}),
+    S.classifier ? predictOn(CLASSIFIER, "serving_default", {images: image}) : null,
+  ]);
+  const probs = out.probabilities[0], label = out.label[0], logp = out.log_prob[0];
+  const outlier = out.outlier[0];
+  drawBars($("posterior-bars"), probs, label, outlier ? "#757575" : "#1976d2");
+  const verdict = $("classify-verdict");
+  verdict.textContent = outlier ?
+    `${item.name}: outlier · log p(x) = ${logp.toFixed(1)} nats, below the threshold (p(y | x) ` +
+      `would say ${label})` :
+    `${item.name}: ${label} · p(y = ${label} | x) = ${probs[label].toFixed(3)} · ` +
+      `log p(x) = ${logp.toFixed(1)} nats`;
+  if (softmax) {
+    const soft = softmax.probabilities[0], top = argmax(soft);
+    drawBars($("softmax-bars"), soft, top, "#ef6c00");
+    verdict.textContent += ` · classifier: ${top} (${(100 * soft[top]).toFixed(0)}%)`;
+  }
+  verdict.dataset.verdict = outlier ? "outlier" : String(label);
+  verdict.dataset.count = String(Number(verdict.dataset.count || 0) + 1);
+}
+
 // -- wiring ------------------------------------------------------------------------------------------
 function guard(fn) {
   return (...args) => Promise.resolve().then(() => fn(...args)).catch((e) => {
@@ -581,6 +655,9 @@ async function main() {
   $("score-draw").addEventListener("click", guard(() => score(drawnItem())));
   $("score-base").addEventListener("click", guard(() => score(S.base)));
   $("score-noise").addEventListener("click", guard(() => score(noiseItem())));
+  $("classify-draw").addEventListener("click", guard(() => classify(drawnItem())));
+  $("classify-base").addEventListener("click", guard(() => classify(S.base)));
+  $("classify-noise").addEventListener("click", guard(() => classify(noiseItem())));
   await loadModels();
   if (has("sample") && S.latent) await sample(); // autoregressive sampling takes minutes: on demand
 }
