@@ -138,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="accepted for compatibility; labels may always point at any version here",
     )
     _flag(p, "--no_warmup", help="skip assets.extra warm-up requests")
+    _flag(
+        p,
+        "--enable_signature_method_name_check",
+        help="Classify/Regress refuse signatures of another method name (as TF Serving)",
+    )
     _flag(p, "--verbose")
     return p
 

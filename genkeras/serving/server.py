@@ -64,6 +64,8 @@ class ServerOptions:
         allow_version_labels_for_unavailable_models: accepted for compatibility; labels may
             always point at any version here.
         no_warmup: skip the assets.extra warm-up requests.
+        enable_signature_method_name_check: Classify and Regress refuse signatures whose
+            method name is not theirs (TF Serving's flag, off by default there too).
         rest_api_timeout_in_ms: a REST request still unanswered this long after its headers
             arrived answers 504 and its work stops (0: no limit; TF Serving's flag).
         max_tensor_elements: the most values an input tensor, or a tensor of the answer, may
@@ -98,6 +100,7 @@ class ServerOptions:
     max_request_bytes: int = 64 * 1024 * 1024
     allow_version_labels_for_unavailable_models: bool = False
     no_warmup: bool = False
+    enable_signature_method_name_check: bool = False
     rest_api_timeout_in_ms: int = 30000
     max_tensor_elements: int | None = None
     max_queued_requests: int = 64
@@ -273,6 +276,8 @@ def run_server(options: ServerOptions) -> int:
             )
         except OSError as error:
             raise port_error(options.host, options.port, "--port", error) from None
+        for servicer in grpc_server.genkeras_servicers:
+            servicer.check_method_name = options.enable_signature_method_name_check
     if options.rest_api_port:
         try:
             rest_server = RestServer(
@@ -290,6 +295,7 @@ def run_server(options: ServerOptions) -> int:
             raise port_error(
                 options.host, options.rest_api_port, "--rest_api_port", error
             ) from None
+        rest_server.api.check_method_name = options.enable_signature_method_name_check
 
     manager = ModelManager(
         server_config,
