@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import re
 import shutil
@@ -76,16 +77,22 @@ def next_version(base: Path) -> int:
 WARMUP_SCALARS = {"num": 1, "seed": 0, "rows": 0, "temperature": 1.0}
 
 
-def warmup_inputs(input_specs) -> dict:
+def warmup_inputs(input_specs, image_shape=()) -> dict:
     """A small valid request for a signature, from its input specs: zeros of batch 1, `num`=1,
-    `seed`=0, `rows`=0, `temperature`=1.0, `labels` zeros of length `num`."""
+    `seed`=0, `rows`=0, `temperature`=1.0, `labels` zeros of length `num`; a string input
+    (classify's serialized examples) gets one `tf.Example` whose `images` are zeros."""
     import numpy as np
 
     num = WARMUP_SCALARS["num"]
     inputs = {}
     for spec in input_specs:
         dtype = spec.dtype.as_numpy_dtype
-        if spec.shape.rank == 0:
+        if spec.dtype == tf.string:
+            pixels = tf.train.FloatList(value=[0.0] * math.prod(image_shape))
+            feature = {"images": tf.train.Feature(float_list=pixels)}
+            example = tf.train.Example(features=tf.train.Features(feature=feature))
+            inputs[spec.name] = np.asarray([example.SerializeToString()], dtype=object)
+        elif spec.shape.rank == 0:
             inputs[spec.name] = np.asarray(WARMUP_SCALARS.get(spec.name, 0), dtype=dtype)
         else:
             sizes = spec.shape.as_list()
@@ -94,7 +101,9 @@ def warmup_inputs(input_specs) -> dict:
     return inputs
 
 
-def write_warmup_requests(version_dir, model_name: str, signature_specs: dict) -> Path:
+def write_warmup_requests(
+    version_dir, model_name: str, signature_specs: dict, image_shape=()
+) -> Path:
     """Writes `assets.extra/tf_serving_warmup_requests`: one PredictionLog per signature."""
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
@@ -102,12 +111,10 @@ def write_warmup_requests(version_dir, model_name: str, signature_specs: dict) -
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(path)) as writer:
         for name, input_specs in signature_specs.items():
-            if any(spec.dtype == tf.string for spec in input_specs):
-                continue  # serialized examples: no generic zero request (classify)
             request = predict_pb2.PredictRequest()
             request.model_spec.name = model_name
             request.model_spec.signature_name = name
-            for key, value in warmup_inputs(input_specs).items():
+            for key, value in warmup_inputs(input_specs, image_shape).items():
                 request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
             entry = prediction_log_pb2.PredictLog(request=request)
             writer.write(prediction_log_pb2.PredictionLog(predict_log=entry).SerializeToString())
@@ -219,7 +226,7 @@ def export_model(
         (temporary / "model_card.json").write_text(
             json.dumps(full_card, indent=2, default=str) + "\n"
         )
-        write_warmup_requests(temporary, spec.name, warmup_specs)
+        write_warmup_requests(temporary, spec.name, warmup_specs, model.image_shape)
         write_batching_params(temporary, warmup_specs)
         temporary.chmod(0o755)  # mkdtemp makes it 0700; servers often run as another user
         os.rename(temporary, final)
