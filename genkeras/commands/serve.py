@@ -83,55 +83,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--monitoring_config_file")
     p.add_argument("--rest_api_num_threads", type=int, default=d.rest_api_num_threads)
-    p.add_argument(
-        "--rest_api_timeout_in_ms",
-        type=int,
-        default=d.rest_api_timeout_in_ms,
-        help="a REST request unanswered this long answers 504 and its work stops (0: never)",
+    # The limits: name, type, help (defaults from ServerOptions).
+    limits = (
+        (
+            "rest_api_timeout_in_ms",
+            int,
+            "a REST request unanswered this long answers 504 and its work stops (0: never)",
+        ),
+        ("grpc_max_threads", int, "gRPC calls running at once (default 4 per CPU, as TF Serving)"),
+        ("max_request_bytes", int, None),
+        (
+            "max_tensor_elements",
+            int,
+            "most values in one input or answer tensor (default max_request_bytes / 4)",
+        ),
+        (
+            "max_queued_requests",
+            int,
+            "requests of each API that may wait; more get 503 / RESOURCE_EXHAUSTED",
+        ),
+        (
+            "max_inflight_request_bytes",
+            int,
+            "bodies over 256 KiB run while their total fits (default max_request_bytes)",
+        ),
+        (
+            "max_execution_batch_size",
+            int,
+            "rows run at a time for a request with a batch dimension (0: all)",
+        ),
+        (
+            "http_read_timeout_seconds",
+            float,
+            "seconds for a REST request's headers, then its body; idle connections close",
+        ),
+        ("http_max_connections", int, "REST connections served at once; more are answered 503"),
     )
-    p.add_argument(
-        "--grpc_max_threads",
-        type=int,
-        default=d.grpc_max_threads,
-        help="gRPC calls running at once (default 4 per CPU, as TF Serving)",
-    )
-    p.add_argument("--max_request_bytes", type=int, default=d.max_request_bytes)
-    p.add_argument(
-        "--max_tensor_elements",
-        type=int,
-        default=d.max_tensor_elements,
-        help="most values in one input or answer tensor (default max_request_bytes / 4)",
-    )
-    p.add_argument(
-        "--max_queued_requests",
-        type=int,
-        default=d.max_queued_requests,
-        help="requests of each API that may wait; more get 503 / RESOURCE_EXHAUSTED",
-    )
-    p.add_argument(
-        "--max_inflight_request_bytes",
-        type=int,
-        default=d.max_inflight_request_bytes,
-        help="bodies over 256 KiB run while their total fits (default max_request_bytes)",
-    )
-    p.add_argument(
-        "--max_execution_batch_size",
-        type=int,
-        default=d.max_execution_batch_size,
-        help="rows run at a time for a request with a batch dimension (0: all)",
-    )
-    p.add_argument(
-        "--http_read_timeout_seconds",
-        type=float,
-        default=d.http_read_timeout_seconds,
-        help="seconds for a REST request's headers, then its body; idle connections close",
-    )
-    p.add_argument(
-        "--http_max_connections",
-        type=int,
-        default=d.http_max_connections,
-        help="REST connections served at once; more are answered 503",
-    )
+    for name, kind, help_text in limits:
+        p.add_argument(f"--{name}", type=kind, default=getattr(d, name), help=help_text)
     _flag(
         p,
         "--allow_version_labels_for_unavailable_models",
