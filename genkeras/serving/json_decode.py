@@ -18,11 +18,10 @@ import numpy as np
 from genkeras.serving import dtypes
 from genkeras.serving.errors import ServingError, clip, invalid_argument
 from genkeras.serving.json_encode import COLUMNAR, ROW, json_value_to_string
-from genkeras.serving.json_fast import NumericSpan
+from genkeras.serving.json_fast import NumericSpan, dense_shape
 from genkeras.serving.json_parse import parse_json  # noqa: F401 - re-exported
 from genkeras.serving.json_tensor import (  # noqa: F401 - json_to_array re-exported
     check_elements,
-    dense_shape,
     json_to_array,
     shape_string,
 )

@@ -157,7 +157,7 @@ class NumericSpan:
         shape = self.shape()
         if shape is not None:
             return shape
-        return _first_shape(self.to_python())
+        return dense_shape(self.to_python())
 
     def to_python(self):
         """The array as `json.loads` reads it (nested lists of numbers)."""
@@ -214,7 +214,8 @@ class NumericSpan:
         return head[:limit].decode("ascii", "replace")
 
 
-def _first_shape(value) -> list[int]:
+def dense_shape(value) -> list[int]:
+    """Shape from the first element at each level, as TF Serving infers it."""
     shape = []
     while isinstance(value, list):
         shape.append(len(value))

@@ -18,7 +18,7 @@ import numpy as np
 from genkeras.serving import dtypes
 from genkeras.serving.errors import ServingError, clip, invalid_argument, unimplemented
 from genkeras.serving.json_encode import json_type_string, json_value_to_string
-from genkeras.serving.json_fast import NumericSpan
+from genkeras.serving.json_fast import NumericSpan, dense_shape
 from genkeras.serving.json_parse import MAX_RANK
 
 
@@ -42,17 +42,6 @@ def _lossy_error(value, target: str) -> ServingError:
             f"Cannot convert JSON value: {json_value_to_string(value)} to {target} without loss of precision."  # noqa: E501
         )
     )
-
-
-def dense_shape(value) -> list[int]:
-    """Shape from the first element at each level, as TF Serving infers it."""
-    shape = []
-    while isinstance(value, list):
-        shape.append(len(value))
-        if not value:
-            break
-        value = value[0]
-    return shape
 
 
 def _check_leaf(value, dtype: str):
