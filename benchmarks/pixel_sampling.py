@@ -1,47 +1,95 @@
-"""Naive vs row-cached PixelCNN sampling: 16 MNIST-sized images, same seed, same images.
+"""PixelCNN sampling: the naive loop, the row cache and the per-pixel cache, same seed.
 
     python benchmarks/pixel_sampling.py [--model runs/pixelcnn/pixelcnn.keras] [--num 16]
+        [--large 256] [--repeats 5] [--skip-naive] [--skip-rows]
 
 Without --model it times an untrained PixelCNN of the shipped size (filters 32, 7 layers,
-head 64): the speed does not depend on the weights. Both samplers run as compiled
-`tf.function` graphs (as in the SavedModel); each is traced and warmed up on one image first.
+head 64): the speed does not depend on the weights. Every sampler runs as a compiled
+`tf.function` graph without XLA (as in the SavedModel), traced and warmed up at each batch
+size first. The per-pixel cache is timed `--repeats` times for `--num` and for `--large`
+images, alternately (both see the same machine load; medians are printed, and the time of
+`--large` images over `--num`: how sampling scales with the batch); the row cache and the
+naive loop once, for `--num` images. It prints the speed-ups over the naive loop and whether
+the faster samplers drew exactly the naive loop's images.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from genkeras.models.pixel import PixelCNN, samplers  # noqa: E402
+
+
+def timed(run, num, seed):
+    """One call of `run` for `num` images: (images, seconds)."""
+    started = time.perf_counter()
+    images = run(num, seed, 1.0).numpy()
+    return images, time.perf_counter() - started
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help=".keras file (default: untrained shipped-size PixelCNN)")
     parser.add_argument("--num", type=int, default=16)
+    parser.add_argument("--large", type=int, default=256, help="the larger batch (0: skip)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls of the pixel cache")
+    parser.add_argument("--skip-naive", action="store_true", help="no naive loop (slow)")
+    parser.add_argument("--skip-rows", action="store_true", help="no row-cache sampler")
     args = parser.parse_args()
     if args.model:
         model = keras.saving.load_model(args.model)
     else:
         model = PixelCNN((28, 28, 1), filters=32, num_layers=7, hidden=64)
         model(np.zeros((1, 28, 28, 1), np.float32))
-    times, images = {}, {}
-    for name, fast in (("fast", True), ("naive", False)):
-        run = samplers.compiled_sampler(model, fast=fast)
-        run(1, args.seed, 1.0)  # trace + warm up
-        started = time.perf_counter()
-        images[name] = run(args.num, args.seed, 1.0).numpy()
-        times[name] = time.perf_counter() - started
-        print(f"{name:>5} sampler: {times[name]:8.2f} s for {args.num} images", flush=True)
-    same = np.array_equal(images["fast"], images["naive"])
-    print(f"speed-up naive/fast: {times['naive'] / times['fast']:.1f}x; identical samples: {same}")
+    pixels = samplers.compiled_sampler(model, fast="pixels")
+    sizes = [args.num] + ([args.large] if args.large else [])
+    for num in sizes:  # trace once; the first call at a new size also pays for setup
+        pixels(num, args.seed + 1, 1.0)
+    times, images = {num: [] for num in sizes}, {}
+    for _ in range(args.repeats):  # alternating, so that both sizes see the same machine load
+        for num in sizes:
+            _, seconds = timed(pixels, num, args.seed)
+            times[num].append(seconds)
+    median = {num: statistics.median(times[num]) for num in sizes}
+    for num in sizes:
+        runs = ", ".join(f"{seconds:.3f}" for seconds in times[num])
+        print(f"{num} images: per-pixel cache {median[num]:.3f} s (median of {runs})", flush=True)
+    if args.large:
+        print(f"{args.large}/{args.num} time ratio: {median[args.large] / median[args.num]:.2f}")
+        # The floor of any exact sampler: every position of every image through every layer
+        # once, here as one forward pass of the network (Keras' convolutions) over the batch.
+        forward = tf.function(model.logits, jit_compile=False, autograph=False)
+        batch = tf.zeros((args.large, *model.image_shape))
+        forward(batch)
+        passes = [timed(lambda *_: forward(batch), 0, 0)[1] for _ in range(args.repeats)]
+        print(
+            f"{args.large} images: one forward pass of the network "
+            f"{statistics.median(passes):.3f} s (median), the least an exact sampler can take"
+        )
+    images["pixels"] = timed(pixels, args.num, args.seed)[0]
+    seconds = {"pixels": median[args.num]}
+    for name, fast, skip in (("rows", "rows", args.skip_rows), ("naive", False, args.skip_naive)):
+        if not skip:
+            run = samplers.compiled_sampler(model, fast=fast)
+            run(1, args.seed + 1, 1.0)
+            images[name], seconds[name] = timed(run, args.num, args.seed)
+            print(f"{args.num} images: {name:>5} {seconds[name]:8.2f} s", flush=True)
+    if "naive" in seconds:
+        for name in ("pixels", "rows"):
+            if name in seconds:
+                same = np.array_equal(images[name], images["naive"])
+                speed_up = seconds["naive"] / seconds[name]
+                print(f"naive/{name}: {speed_up:.1f}x; identical samples: {same}")
 
 
 if __name__ == "__main__":

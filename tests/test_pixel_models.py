@@ -119,6 +119,96 @@ def test_completion_keeps_the_given_rows_untouched():
     )
 
 
+def randomize_biases(model, scale=0.3):
+    """Fresh layers have zero biases; the per-pixel cache folds them into its matmuls, so the
+    tests that compare it with the naive loop give them values."""
+    rng = np.random.default_rng(11)
+    for weight in model.weights:
+        if weight.path.endswith("bias"):
+            weight.assign(rng.normal(size=weight.shape).astype(np.float32) * scale)
+    return model
+
+
+PIXEL_CACHE_CASES = [
+    ("bernoulli", 0, {"num_layers": 3}),
+    ("bernoulli", 3, {}),
+    ("categorical", 0, {}),
+    ("categorical", 3, {}),
+    ("bernoulli", 2, {"kernel_size": 5, "first_kernel_size": 3}),  # 3-tap caches
+    ("bernoulli", 0, {"first_kernel_size": 1, "num_layers": 1}),
+]
+
+
+@pytest.mark.parametrize("likelihood,num_classes,extra", PIXEL_CACHE_CASES)
+def test_pixel_cache_steps_give_the_full_network_logits(likelihood, num_classes, extra):
+    height, width, batch = 5, 6, 3
+    model = randomize_biases(build(PixelCNN, (height, width, 1), likelihood, num_classes, **extra))
+    rng = np.random.default_rng(0)
+    images = np.round(rng.random((batch, height, width, 1)) * 255).astype(np.float32) / 255
+    images = model.quantize_pixels(images).numpy()
+    labels = tf.constant([0, 1, 2][:batch]) % max(num_classes, 1) if num_classes else None
+    full = model.logits(images, labels).numpy().reshape(batch, height, width, -1)
+    encoded = model.encode_input(images).numpy()[..., 0]  # [N, H, W]
+    constants = model.cache_constants(batch, labels)
+    cache, above = model.row_cache(batch), tf.zeros([width, batch])
+    for i in range(height):
+        columns, cache = model.row_step(cache, above, constants)
+        pixel_cache, previous = model.pixel_start(batch), tf.zeros([batch, 1])
+        for j in range(width):
+            logits, pixel_cache = model.pixel_step(pixel_cache, columns, j, previous, constants)
+            np.testing.assert_allclose(logits.numpy(), full[:, i, j], atol=2e-5, rtol=0)
+            previous = tf.constant(encoded[:, i, j, None])
+        above = tf.constant(encoded[:, i].T)
+
+
+@pytest.mark.parametrize("likelihood,num_classes,extra", PIXEL_CACHE_CASES)
+def test_pixel_cache_draws_the_naive_images(likelihood, num_classes, extra):
+    model = randomize_biases(build(PixelCNN, (5, 4, 1), likelihood, num_classes, **extra))
+    labels = np.arange(6) % num_classes if num_classes else None
+    for seed, temperature in ((7, 1.0), (8, 0.5)):
+        naive = model.sample(6, seed, temperature, labels=labels, fast=False).numpy()
+        for fast in ("pixels", "rows", True):
+            drawn = model.sample(6, seed, temperature, labels=labels, fast=fast).numpy()
+            np.testing.assert_array_equal(drawn, naive, err_msg=f"sampler {fast}")
+    assert model.sample(0, 1, labels=labels[:0] if num_classes else None).shape == (0, 5, 4, 1)
+
+
+@pytest.mark.parametrize("likelihood,num_classes", [("bernoulli", 0), ("categorical", 3)])
+def test_pixel_cache_completion_keeps_the_given_rows_and_equals_naive(likelihood, num_classes):
+    model = randomize_biases(build(PixelCNN, (6, 5, 1), likelihood, num_classes))
+    images = np.random.default_rng(0).random((3, 6, 5, 1)).astype(np.float32)
+    labels = np.array([2, 0, 1]) % max(num_classes, 1) if num_classes else None
+    for rows in (0, 1, 4, 6):
+        done = model.complete(images, rows, seed=rows, labels=labels, fast="pixels").numpy()
+        np.testing.assert_array_equal(done[:, :rows], images[:, :rows])
+        naive = model.complete(images, rows, seed=rows, labels=labels, fast=False).numpy()
+        np.testing.assert_array_equal(done, naive)
+    np.testing.assert_array_equal(
+        model.complete(images, 0, seed=5, labels=labels).numpy(),
+        model.sample(3, 5, labels=labels).numpy(),
+    )
+
+
+def test_sampler_choice():
+    cnn, rnn = build(PixelCNN, (3, 3, 1)), build(PixelRNN, (3, 3, 1))
+    assert samplers.method_of(cnn, True) == "pixels" and samplers.method_of(rnn, True) == "rows"
+    assert samplers.method_of(cnn, False) == "naive" and samplers.method_of(cnn, "rows") == "rows"
+    with pytest.raises(ValueError):
+        samplers.method_of(rnn, "pixels")
+
+
+@pytest.mark.slow
+def test_pixel_cache_draws_the_naive_images_at_the_shipped_size():
+    # An untrained model of the shipped size: 16 images, as benchmarks/pixel_sampling.py draws.
+    keras.utils.set_random_seed(1)
+    model = PixelCNN((28, 28, 1), filters=32, num_layers=7, hidden=64)
+    model(np.zeros((1, 28, 28, 1), np.float32))
+    fast = samplers.compiled_sampler(model, fast="pixels")(16, 0, 1.0).numpy()
+    naive = samplers.compiled_sampler(model, fast=False)(16, 0, 1.0).numpy()
+    np.testing.assert_array_equal(fast, naive)
+    assert 0.05 < fast.mean() < 0.95  # real samples, not a constant image
+
+
 @pytest.mark.parametrize("cls", [PixelCNN, PixelRNN])
 def test_keras_round_trip(cls, tmp_path):
     model = build(cls, (4, 4, 1), "categorical", num_classes=2)

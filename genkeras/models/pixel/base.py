@@ -21,8 +21,13 @@ Every model also exposes the split the fast sampler relies on (see `samplers.py`
 
 where `vertical(x)[k][:, i]` depends only on rows < i of x, and `horizontal(rows, context)` is
 row-local: applying it to row i alone (with row i of the context) gives row i of the full
-result. The sampler therefore recomputes `vertical` once per row and `horizontal` on one row
-per pixel.
+result. The row-cache sampler therefore recomputes `vertical` once per row and `horizontal` on
+one row per pixel.
+
+A model may also implement the steps of the per-pixel cache sampler (`pixel_cache` True;
+PixelCNN does): `cache_constants`, `row_cache` and `row_step` (the vertical part of one new
+row, from what it cached of the rows above), `pixel_start` and `pixel_step` (the rest at one
+new pixel, from what it cached of the pixels to the left). See `samplers.py`.
 
 Pixels: grayscale images only (channels == 1); the sub-pixel R -> G -> B ordering of the
 PixelRNN paper is not implemented.
@@ -89,6 +94,7 @@ class PixelModel(keras.Model):
     """
 
     supports_temperature = True
+    pixel_cache = False  # True where the model implements the per-pixel cache steps below
 
     def __init__(
         self,
@@ -169,6 +175,27 @@ class PixelModel(keras.Model):
         """Row-local part: rows [N, R, W, 1] and context rows -> logits for those rows."""
         raise NotImplementedError
 
+    # -- the per-pixel cache steps (optional; see samplers.py) ------------------------------
+    def cache_constants(self, batch, labels=None):
+        """What every step reuses (the weights as the steps want them), computed once."""
+        raise NotImplementedError
+
+    def row_cache(self, batch):
+        """The cache of the rows above row 0 (the causal padding)."""
+        raise NotImplementedError
+
+    def row_step(self, cache, above, constants):
+        """Row i-1 (encoded, [W, N]) and the cache -> (row i's columns, cache for row i+1)."""
+        raise NotImplementedError
+
+    def pixel_start(self, batch):
+        """The cache of the pixels left of column 0 (the causal padding)."""
+        raise NotImplementedError
+
+    def pixel_step(self, cache, columns, j, previous, constants):
+        """Pixel j-1 (encoded, [N, 1]) and the cache -> (logits of pixel j [N, C], cache)."""
+        raise NotImplementedError
+
     def output_logits(self, features):
         """[N, H, W, out_channels] -> [N, H, W, 1] (bernoulli) or [N, H, W, 1, 256]."""
         if self.likelihood == "bernoulli":
@@ -230,7 +257,9 @@ class PixelModel(keras.Model):
             seed: int or int32 scalar tensor keying all randomness (stateless).
             temperature: divides the logits; 1 samples the model, < 1 sharpens.
             labels: [num] classes for class-conditional models.
-            fast: row-cached sampler (True) or the naive full recompute per pixel.
+            fast: True: the fastest sampler the model has (the per-pixel cache where
+                `pixel_cache`, else the row cache); "pixels" or "rows" to choose one; False:
+                the naive full recompute per pixel. All draw the same images.
 
         Returns:
             [num, H, W, 1] float32 images in [0, 1].

@@ -1,16 +1,26 @@
-"""Sampling and completion for the autoregressive pixel models, naive and row-cached.
+"""Sampling and completion for the autoregressive pixel models: naive, row cache, pixel cache.
 
 Sampling is pixel by pixel in raster order, inside TensorFlow graphs (`tf.while_loop`), so the
-same code runs eagerly, under `tf.function` and inside an exported SavedModel.
+same code runs eagerly, under `tf.function` and inside an exported SavedModel (no XLA).
 
-Two samplers draw exactly the same images for the same seed (pixel t = row * W + column uses
-the stateless uniform draws keyed by `(seed, t)` in both):
+Three samplers draw the same images for the same seed: pixel t = row * W + column uses the
+stateless uniform draws keyed by `(seed, t)` in all of them, and their logits agree up to
+float rounding (a draw within rounding of its threshold could in principle tell them apart;
+`test_pixel_models.py` pins the images equal, shipped-size model included):
 
-* naive: recomputes the whole network on the whole image for each of the H*W pixels;
-* fast (row cache, in the spirit of Fast PixelCNN++): the vertical context
-  (`model.vertical`, which only sees rows above) is computed once per row and cached; each
-  pixel of the row then only runs the row-local horizontal stack (`model.horizontal`) on that
-  one row. Per pixel this costs about 1/H of a full pass.
+* naive (`fast=False`): recomputes the whole network on the whole image for each of the H*W
+  pixels;
+* row cache (`fast="rows"`, in the spirit of Fast PixelCNN++): the vertical context
+  (`model.vertical`, which only sees rows above) is computed once per row; each pixel of the
+  row then runs the row-local horizontal stack (`model.horizontal`) on that one row. Per pixel
+  this costs about 1/H of a full pass. Any `PixelModel` (PixelRNN uses it).
+* pixel cache (`fast="pixels"`, Ramachandran et al. 2017, "Fast Generation for Convolutional
+  Autoregressive Models"): every layer's activations are cached, and each step computes only
+  what is new: the vertical stack once per row for that row alone (from the rows above kept
+  in the cache), then per pixel the horizontal stack and the head at that one position (from
+  the columns to the left kept in the cache). Altogether one forward pass per image, so the
+  work per pixel is that of one position. Models that implement the steps of `PixelModel`
+  (`pixel_cache`): PixelCNN. `fast=True` picks it where available, else the row cache.
 
 Randomness: Bernoulli pixels are `u < sigmoid(logit / T)`; categorical pixels use the
 Gumbel-max trick `argmax(logits / T - log(-log u))`, with `u` from
@@ -24,17 +34,35 @@ import tensorflow as tf
 MIN_TEMPERATURE = 1e-3
 
 
-def _draw(model, logits, seed, step, temperature):
-    """One pixel for every image: logits [N, 1] or [N, 1, 256] -> values [N, 1] in [0, 1]."""
+def _noise(model, shape, seed, step):
+    """The randomness of pixel `step` for a batch of logits of `shape`: the uniform draws of a
+    Bernoulli pixel, or the Gumbel offsets log(-log u) of a categorical one."""
     key = tf.stack([tf.cast(seed, tf.int32), tf.cast(step, tf.int32)])
-    temperature = tf.maximum(tf.cast(temperature, tf.float32), MIN_TEMPERATURE)
+    if model.likelihood == "bernoulli":
+        return tf.random.stateless_uniform(shape, seed=key)
+    u = tf.random.stateless_uniform(shape, seed=key, minval=1e-12, maxval=1.0)
+    return tf.math.log(-tf.math.log(u))
+
+
+def _temperature(temperature):
+    """The temperature that divides the logits, kept away from zero."""
+    return tf.maximum(tf.cast(temperature, tf.float32), MIN_TEMPERATURE)
+
+
+def _pick(model, logits, noise, temperature):
+    """One pixel for every image from its logits [N, 1] or [N, 1, 256], `_noise` and the
+    `_temperature`: values [N, 1] in [0, 1]."""
     logits = tf.cast(logits, tf.float32) / temperature
     if model.likelihood == "bernoulli":
-        u = tf.random.stateless_uniform(tf.shape(logits), seed=key)
-        return tf.cast(u < tf.sigmoid(logits), tf.float32)
-    u = tf.random.stateless_uniform(tf.shape(logits), seed=key, minval=1e-12, maxval=1.0)
-    index = tf.argmax(logits - tf.math.log(-tf.math.log(u)), axis=-1, output_type=tf.int32)
+        return tf.cast(noise < tf.sigmoid(logits), tf.float32)
+    index = tf.argmax(logits - noise, axis=-1, output_type=tf.int32)
     return tf.cast(index, tf.float32) / 255.0
+
+
+def _draw(model, logits, seed, step, temperature):
+    """One pixel for every image: logits [N, 1] or [N, 1, 256] -> values [N, 1] in [0, 1]."""
+    noise = _noise(model, tf.shape(logits), seed, step)
+    return _pick(model, logits, noise, _temperature(temperature))
 
 
 def _loop_naive(model, x, start_row, seed, temperature, labels):
@@ -53,7 +81,7 @@ def _loop_naive(model, x, start_row, seed, temperature, labels):
     return x
 
 
-def _loop_fast(model, x, start_row, seed, temperature, labels):
+def _loop_rows(model, x, start_row, seed, temperature, labels):
     height, width, _ = model.image_shape
 
     def row_body(i, x):
@@ -77,13 +105,65 @@ def _loop_fast(model, x, start_row, seed, temperature, labels):
     return x
 
 
+def _loop_pixels(model, x, start_row, seed, temperature, labels):
+    """Rows from `start_row` on, each pixel from the model's cache steps; rows above it as
+    given (they only feed the vertical stack's cache). Rows travel as [W, N]."""
+    height, width, _ = model.image_shape
+    batch = tf.shape(x)[0]
+    constants = model.cache_constants(batch, labels)  # weights read once, outside the loops
+    shape = [batch, 1] if model.likelihood == "bernoulli" else [batch, 1, model.out_channels]
+    temperature = _temperature(temperature)
+    given = tf.transpose(x[..., 0], [1, 2, 0])  # rows [W, N], as the steps take them
+
+    def sample_row(i, columns):
+        # The whole row's randomness at once, each pixel's exactly as the naive loop's.
+        noise = tf.stack([_noise(model, shape, seed, i * width + j) for j in range(width)])
+
+        def pixel_body(j, cache, previous, values):
+            logits, cache = model.pixel_step(cache, columns, j, previous, constants)
+            value = _pick(model, tf.reshape(logits, shape), noise[j], temperature)
+            return j + 1, cache, model.encode_input(value), values.write(j, value)
+
+        start = [0, model.pixel_start(batch), tf.zeros([batch, 1])]
+        values = tf.TensorArray(tf.float32, size=width, element_shape=[None, 1])
+        _, _, _, values = tf.while_loop(
+            lambda j, *_: j < width, pixel_body, [*start, values], parallel_iterations=1
+        )
+        return tf.reshape(values.stack(), [width, batch])
+
+    def row_body(i, rows, above, cache):
+        columns, cache = model.row_step(cache, above, constants)
+        row = tf.cond(i >= start_row, lambda: sample_row(i, columns), lambda: given[i])
+        return i + 1, rows.write(i, row), model.encode_input(row), cache
+
+    rows = tf.TensorArray(tf.float32, size=height, element_shape=[width, None])
+    start = [0, rows, tf.zeros([width, batch]), model.row_cache(batch)]
+    _, rows, _, _ = tf.while_loop(lambda i, *_: i < height, row_body, start, parallel_iterations=1)
+    return tf.transpose(rows.stack(), [2, 0, 1])[..., None]
+
+
+LOOPS = {"naive": _loop_naive, "rows": _loop_rows, "pixels": _loop_pixels}
+
+
+def method_of(model, fast) -> str:
+    """The loop `fast` names: True -> the fastest the model has (the per-pixel cache where the
+    model implements it, else the row cache), False -> "naive", or a name of `LOOPS`."""
+    if fast is True:
+        return "pixels" if getattr(model, "pixel_cache", False) else "rows"
+    if fast is False:
+        return "naive"
+    if fast not in LOOPS or (fast == "pixels" and not getattr(model, "pixel_cache", False)):
+        raise ValueError(f"Unknown sampler {fast!r} for {type(model).__name__}.")
+    return fast
+
+
 def _run(model, x, start_row, seed, temperature, labels, fast):
     x = tf.convert_to_tensor(x, tf.float32)
     start_row = tf.clip_by_value(tf.cast(start_row, tf.int32), 0, model.image_shape[0])
     seed = tf.cast(seed, tf.int32)
     if labels is not None:
         labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
-    loop = _loop_fast if fast else _loop_naive
+    loop = LOOPS[method_of(model, fast)]
     # An empty batch has nothing to draw (and oneDNN's convolutions refuse one).
     return tf.cond(
         tf.shape(x)[0] > 0,
@@ -92,25 +172,13 @@ def _run(model, x, start_row, seed, temperature, labels, fast):
     )
 
 
-def sample(model, num, seed, temperature=1.0, labels=None, fast=True):
-    """`num` images [num, H, W, 1] drawn pixel by pixel; deterministic per `seed`.
-
-    Example:
-    >>> images = sample(model, 16, seed=3, temperature=1.0)
-    """
+def _sample(model, num, seed, temperature=1.0, labels=None, fast=True):
     num = tf.cast(num, tf.int32)
     x = tf.zeros(tf.concat([[num], tf.constant(model.image_shape, tf.int32)], 0), tf.float32)
-    if model.conditional and labels is None:
-        raise ValueError("A class-conditional model needs `labels` to sample.")
     return _run(model, x, 0, seed, temperature, labels, fast)
 
 
-def complete(model, images, rows, seed=0, temperature=1.0, labels=None, fast=True):
-    """Keeps rows < `rows` of `images` exactly as given and samples the others.
-
-    The model conditions on the quantized given rows (binarized at 0.5 for Bernoulli models);
-    the output's given rows are the input's, untouched. `rows` is clipped to [0, H].
-    """
+def _complete(model, images, rows, seed=0, temperature=1.0, labels=None, fast=True):
     images = tf.convert_to_tensor(images, tf.float32)
     height = model.image_shape[0]
     rows = tf.clip_by_value(tf.cast(rows, tf.int32), 0, height)
@@ -120,39 +188,91 @@ def complete(model, images, rows, seed=0, temperature=1.0, labels=None, fast=Tru
     return tf.where(keep, images, sampled)
 
 
+# The loops are explicit TensorFlow control flow: autograph has nothing to convert, and
+# converting this module's functions and the model's (its default under `tf.function`, as in
+# genkeras.export) would take most of the tracing time.
+@tf.autograph.experimental.do_not_convert
+def sample(model, num, seed, temperature=1.0, labels=None, fast=True):
+    """`num` images [num, H, W, 1] drawn pixel by pixel; deterministic per `seed`.
+
+    Called eagerly, it runs as a `tf.function` traced once per model and sampler (a Python
+    loop of eager ops would cost far more than the sampling itself).
+
+    Example:
+    >>> images = sample(model, 16, seed=3, temperature=1.0)
+    """
+    if model.conditional and labels is None:
+        raise ValueError("A class-conditional model needs `labels` to sample.")
+    if not tf.executing_eagerly():
+        return _sample(model, num, seed, temperature, labels, fast)
+    specs = [_SCALAR_INT, _SCALAR_INT, tf.TensorSpec([], tf.float32)]
+    args = [tf.cast(num, tf.int32), tf.cast(seed, tf.int32), tf.cast(temperature, tf.float32)]
+    return _eagerly(model, fast, "sample", _sample, specs, args, labels)
+
+
+@tf.autograph.experimental.do_not_convert
+def complete(model, images, rows, seed=0, temperature=1.0, labels=None, fast=True):
+    """Keeps rows < `rows` of `images` exactly as given and samples the others.
+
+    The model conditions on the quantized given rows (binarized at 0.5 for Bernoulli models);
+    the output's given rows are the input's, untouched. `rows` is clipped to [0, H]. Called
+    eagerly, it runs as a `tf.function` (see `sample`).
+    """
+    if not tf.executing_eagerly():
+        return _complete(model, images, rows, seed, temperature, labels, fast)
+    specs = [
+        tf.TensorSpec([None, *model.image_shape], tf.float32),
+        _SCALAR_INT,
+        _SCALAR_INT,
+        tf.TensorSpec([], tf.float32),
+    ]
+    args = [tf.cast(images, tf.float32), tf.cast(rows, tf.int32), tf.cast(seed, tf.int32)]
+    args.append(tf.cast(temperature, tf.float32))
+    return _eagerly(model, fast, "complete", _complete, specs, args, labels)
+
+
 _COMPILED: dict = {}
+_SCALAR_INT = tf.TensorSpec([], tf.int32)
 
 
 def _cached_function(key, fn, input_signature):
     """`fn` as a `tf.function` with `input_signature`, traced once per `key` and reused."""
     if key not in _COMPILED:
-        _COMPILED[key] = tf.function(fn, input_signature=input_signature, jit_compile=False)
+        _COMPILED[key] = tf.function(
+            fn, input_signature=input_signature, jit_compile=False, autograph=False
+        )
     return _COMPILED[key]
+
+
+def _eagerly(model, fast, kind, fn, specs, args, labels):
+    """`fn(model, *args, labels=labels, fast=fast)` through a cached `tf.function`."""
+    if labels is None:
+        run = _cached_function((id(model), fast, kind), lambda *a: fn(model, *a, fast=fast), specs)
+        return run(*args)
+    specs = [*specs, tf.TensorSpec([None], tf.int32)]
+    run = _cached_function(
+        (id(model), fast, kind, "labels"),
+        lambda *a: fn(model, *a[:-1], labels=a[-1], fast=fast),
+        specs,
+    )
+    return run(*args, tf.reshape(tf.cast(labels, tf.int32), [-1]))
 
 
 def compiled_sampler(model, fast=True):
     """A `tf.function` `(num, seed, temperature) -> images` (cached per model), for speed."""
-    scalars = [
-        tf.TensorSpec([], tf.int32),
-        tf.TensorSpec([], tf.int32),
-        tf.TensorSpec([], tf.float32),
-    ]
+    scalars = [_SCALAR_INT, _SCALAR_INT, tf.TensorSpec([], tf.float32)]
     return _cached_function(
-        (id(model), fast, "sample"),
-        lambda num, seed, temperature: sample(model, num, seed, temperature, fast=fast),
+        (id(model), fast, "sampler"),
+        lambda num, seed, temperature: _sample(model, num, seed, temperature, fast=fast),
         scalars,
     )
 
 
 def compiled_completer(model, fast=True):
     """A `tf.function` `(images, rows, seed) -> images` (cached per model)."""
-    specs = [
-        tf.TensorSpec([None, *model.image_shape], tf.float32),
-        tf.TensorSpec([], tf.int32),
-        tf.TensorSpec([], tf.int32),
-    ]
+    specs = [tf.TensorSpec([None, *model.image_shape], tf.float32), _SCALAR_INT, _SCALAR_INT]
     return _cached_function(
-        (id(model), fast, "complete"),
-        lambda images, rows, seed: complete(model, images, rows, seed, fast=fast),
+        (id(model), fast, "completer"),
+        lambda images, rows, seed: _complete(model, images, rows, seed, fast=fast),
         specs,
     )
