@@ -217,8 +217,11 @@ def test_a_run_killed_after_training_only_exports_when_run_again(tmp_path):
 
 
 def test_the_same_seed_gives_the_same_losses(tmp_path):
+    """Also when the first run prepares the data set (TFDS draws random numbers then)."""
+
     def losses(folder):
         args = [*TRAIN, "--model", "conv_vae", "--limit", "512", "--epochs", "2", "--quiet"]
+        args += ["--data-dir", tmp_path / "tfds"]  # empty before the first run
         result = run([*args, "--seed", "3", "--output-dir", folder, "--no-export"])
         assert result.returncode == 0, result.stderr[-3000:]
         with open(folder / "conv_vae" / "training_log.csv") as log:

@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from genkeras import data
 from genkeras.training import scale
 from genkeras.training.callbacks import EpochSeconds, LearningRateWarmup, TimeBudget
 from genkeras.training.config import Run, TrainConfig, resolve
@@ -93,6 +94,9 @@ def train(config: TrainConfig) -> TrainResult:
 
 def _train(run: Run, strategy) -> TrainResult:
     config, spec = run.config, run.spec
+    # Preparing a data set the first time draws from the global random generators: do it
+    # before seeding, so a first run trains exactly as every later run with the same seed.
+    data.prepare(config.dataset, manual_dir=config.manual_dir, data_dir=config.data_dir)
     keras.utils.set_random_seed(config.seed)
     worker = scale.worker_index() if config.strategy == "multi-worker" else 0
     run_dir = Path(config.output_dir) / spec.name
