@@ -21,7 +21,8 @@ import numpy as np
 from genkeras import data
 from genkeras.evaluation import frechet
 from genkeras.evaluation.likelihood import posterior_statistics
-from genkeras.evaluation.vae_report import _test_batches, samples_for_frechet
+from genkeras.evaluation.test_set import binarized_test_set
+from genkeras.evaluation.vae_report import _batches, samples_for_frechet
 from genkeras.pictures.grid import save_panels
 from genkeras.training import TrainConfig, train
 
@@ -36,6 +37,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     classifier = frechet.load_classifier()
     test = data.take_examples("mnist", "test", count=10000)["image"]
+    binary_test, test_labels = binarized_test_set()
     report, panels = {}, []
     for beta in (0.0, 1.0):
         config = TrainConfig(
@@ -50,7 +52,7 @@ def main(argv=None) -> int:
         )
         result = train(config)
         model = result.model
-        stats = posterior_statistics(model, _test_batches(model))
+        stats = posterior_statistics(model, _batches(model, binary_test, test_labels))
         samples = samples_for_frechet(model, 10000)
         report[f"beta={beta:g}"] = {
             "posterior_sigma_mean": stats["posterior_sigma_mean"],

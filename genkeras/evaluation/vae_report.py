@@ -9,28 +9,28 @@ import numpy as np
 
 from genkeras import data
 from genkeras.evaluation import frechet
+from genkeras.evaluation.iwae_run import iwae_test_nll
 from genkeras.evaluation.likelihood import (
     importance_weighted_log_prob,
-    iwae_nll,
     posterior_statistics,
     split_batch,
 )
 from genkeras.evaluation.outliers import auroc
+from genkeras.evaluation.test_set import TEST_SEED, binarized_test_set
 
 
-def _test_batches(
-    model, dataset="mnist", split="test", limit=None, batch_size=100, seed=0, binarize=True
-):
-    view = data.View(binarize=binarize, labels=bool(model.num_classes), targets=False)
-    ds = data.load_split(dataset, split, limit=limit)
-    return data.pipeline(ds, view, batch_size=batch_size, shuffle=False, seed=seed)
+def _batches(model, images, labels, batch_size=100):
+    """Numpy test arrays in model-input batches: images, or (images, labels) if conditional."""
+    for start in range(0, len(images), batch_size):
+        block = images[start : start + batch_size]
+        yield (block, labels[start : start + batch_size]) if model.num_classes else block
 
 
-def _log_probs(model, batches, num_samples, chunk=64):
+def _log_probs(model, images, labels, num_samples, chunk=64):
     values = []
-    for batch in batches:
-        images, labels = split_batch(batch, model)
-        values.append(importance_weighted_log_prob(model, images, labels, num_samples, chunk))
+    for batch in _batches(model, images, labels):
+        block, block_labels = split_batch(batch, model)
+        values.append(importance_weighted_log_prob(model, block, block_labels, num_samples, chunk))
     return np.concatenate(values)
 
 
@@ -51,32 +51,46 @@ def samples_for_frechet(model, count, seed=0, batch=500) -> np.ndarray:
 def evaluate_vae(
     model,
     iw_samples=5000,
-    iw_images=200,
+    iw_images=None,
     frechet_samples=10000,
     auroc_images=2000,
     auroc_samples=64,
     seed=0,
+    iwae_options=None,
 ) -> dict:
     """Every test figure of one MNIST VAE, as `genkeras vae-evaluate` reports them.
 
+    Test images are the fixed binarization of `genkeras.evaluation.test_set` (numpy seed
+    `TEST_SEED`), so every figure can be recomputed on exactly the same pixels.
+
     - full test split: ELBO, reconstruction and KL, KL per dimension, active units, mean sigma,
-      reconstruction MSE (one binarization draw, seed 0);
+      reconstruction MSE;
     - importance-weighted NLL with k = `iw_samples` on the first `iw_images` test images
-      (0 = skip);
+      (None = all, 0 = skip), with `iwae_options` passed to `iwae_test_nll` (checkpoint,
+      decodes per call, progress);
     - Frechet distance of classifier logits: `frechet_samples` samples vs the test images, and
       the floor: test vs the first 10000 training images;
-    - AUROC of log_prob (k = `auroc_samples`) for MNIST test (inliers) vs Fashion-MNIST test.
+    - AUROC of log_prob (k = `auroc_samples`) for MNIST test (inliers) vs Fashion-MNIST test,
+      the first `auroc_images` of each.
     """
     report = {"model": type(model).__name__, "latent_dim": model.latent_dim, "beta": model.beta}
+    images, labels = binarized_test_set("mnist", "test", TEST_SEED)
+    report["test_binarization_seed"] = TEST_SEED
     started = time.perf_counter()
-    report.update(posterior_statistics(model, _test_batches(model, seed=seed)))
+    report.update(posterior_statistics(model, _batches(model, images, labels), seed=seed))
     report["statistics_seconds"] = round(time.perf_counter() - started, 1)
-    if iw_samples and iw_images:
-        started = time.perf_counter()
+    if iw_samples and iw_images != 0:
+        count = len(images) if iw_images is None else min(iw_images, len(images))
         report.update(
-            iwae_nll(model, _test_batches(model, limit=iw_images, seed=seed), iw_samples, 100)
+            iwae_test_nll(
+                model,
+                images[:count],
+                labels[:count] if model.num_classes else None,
+                iw_samples,
+                seed=seed,
+                **(iwae_options or {}),
+            )
         )
-        report["iwae_seconds"] = round(time.perf_counter() - started, 1)
     if frechet_samples:
         classifier = frechet.load_classifier()
         test = data.take_examples("mnist", "test", count=10000)["image"]
@@ -91,14 +105,9 @@ def evaluate_vae(
         report["frechet_samples"] = int(frechet_samples)
     if auroc_images and not model.num_classes:
         started = time.perf_counter()
-        inliers = _log_probs(
-            model, _test_batches(model, "mnist", limit=auroc_images, seed=seed), auroc_samples
-        )
-        outliers = _log_probs(
-            model,
-            _test_batches(model, "fashion_mnist", limit=auroc_images, seed=seed),
-            auroc_samples,
-        )
+        fashion, _ = binarized_test_set("fashion_mnist", "test", TEST_SEED)
+        inliers = _log_probs(model, images[:auroc_images], None, auroc_samples)
+        outliers = _log_probs(model, fashion[:auroc_images], None, auroc_samples)
         report["outlier_auroc_mnist_vs_fashion_mnist"] = auroc(inliers, outliers)
         report["outlier_mean_log_prob_mnist"] = float(inliers.mean())
         report["outlier_mean_log_prob_fashion_mnist"] = float(outliers.mean())

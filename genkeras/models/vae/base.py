@@ -249,11 +249,14 @@ class VAE(keras.Model):
         )
         z = self.reparameterize(z_mean[None], z_log_var[None], eps)  # [k, N, D]
         flat_z = ops.reshape(z, (-1, self.latent_dim))
-        tiled = lambda t: ops.reshape(ops.repeat(t[None], num_samples, axis=0), (-1, *t.shape[1:]))
-        flat_images = tiled(images)
-        flat_labels = tiled(labels) if self.num_classes else None
-        log_px = self.log_likelihood(flat_images, self.decoder_logits(flat_z, flat_labels))
-        log_px = ops.reshape(log_px, (num_samples, n))
+        flat_labels = (
+            ops.reshape(ops.repeat(labels[None], num_samples, axis=0), (-1,))
+            if self.num_classes
+            else None
+        )
+        logits = self.decoder_logits(flat_z, flat_labels)
+        logits = ops.reshape(logits, (num_samples, n, *self.image_shape))
+        log_px = self.log_likelihood(images[None], logits)  # [k, N]: images broadcast
         return (
             log_px
             + standard_normal_log_density(z)

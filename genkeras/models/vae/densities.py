@@ -8,6 +8,7 @@ import math
 from keras import ops
 
 LOG_2PI = math.log(2.0 * math.pi)
+PIXEL_AXES = (-3, -2, -1)  # height, width, channels
 
 
 def gaussian_kl(z_mean, z_log_var):
@@ -26,12 +27,15 @@ def diagonal_normal_log_density(z, mean, log_var):
 
 
 def bernoulli_log_likelihood(images, logits):
-    """log p(x | logits) of binary pixels, summed over height, width and channels: [N]."""
-    log_p = images * logits - ops.softplus(logits)
-    return ops.sum(ops.reshape(log_p, (ops.shape(log_p)[0], -1)), axis=-1)
+    """log p(x | logits) of binary pixels, summed over height, width and channels: [..., N].
+
+    `images` broadcast against `logits`, so [N, H, W, C] images score [k, N, H, W, C] logits
+    of k importance samples without being copied k times.
+    """
+    return ops.sum(images * logits - ops.softplus(logits), axis=PIXEL_AXES)
 
 
 def gaussian_log_likelihood(images, means, log_sigma):
     """log N(x; means, sigma^2 I) of continuous pixels (a density, not a probability): [N]."""
     log_p = -0.5 * (ops.square((images - means) * ops.exp(-log_sigma)) + LOG_2PI) - log_sigma
-    return ops.sum(ops.reshape(log_p, (ops.shape(log_p)[0], -1)), axis=-1)
+    return ops.sum(log_p, axis=PIXEL_AXES)
