@@ -212,6 +212,7 @@ def export_model(
             "name": spec.name,
             "version": version,
             "description": spec.description,
+            "architecture": type(model).__name__,  # which class (pixelrnn: which --variant)
             "signatures": [*spec.signatures, "serving_default"],
             "default_signature": spec.default_signature,
             "max_generated_images": max_generated_images(model),

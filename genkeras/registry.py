@@ -46,12 +46,14 @@ class Ref:
 
 @dataclasses.dataclass(frozen=True)
 class Option:
-    """A model-specific hyperparameter, offered as `--NAME` by train.py and passed to `build`."""
+    """A model-specific hyperparameter, offered as `--NAME` by train.py and passed to `build`
+    (`choices`: the valid values, if a fixed list; train.py refuses others)."""
 
     name: str
     type: type
     default: object
     help: str
+    choices: tuple | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +63,8 @@ class ModelSpec:
     Attributes:
         name: registry key (`--model NAME`, `savedmodels/NAME/`).
         description: one line for `genkeras models` and error messages.
-        build: `build(image_shape, latent_dim, **options) -> keras.Model` (a `Ref` to the class).
+        build: `build(image_shape, latent_dim, **options) -> keras.Model` (a `Ref` to the class,
+            or to a function that picks one by an option: see `spec_of_model`).
         view: how the model sees the data (noise, binarization, labels, targets): a
             `View`, or `view(options) -> View` when it depends on the model's options.
         loss: loss for `compile`; None when the model computes its own (`compute_loss`).
@@ -132,9 +135,11 @@ def available_models() -> list[str]:
 
 
 def spec_of_model(model) -> ModelSpec:
-    """The first spec that builds `model`'s class (several specs may share one class)."""
+    """The first spec that builds `model`'s class (several specs may share one class; a
+    builder function names the classes it builds in its `builds` attribute)."""
     for spec in SPECS.values():
-        if spec.build.resolve() is type(model):
+        target = spec.build.resolve()
+        if type(model) in getattr(target, "builds", (target,)):
             return spec
     raise UnknownModelError(f"No registered model builds a {type(model).__name__}.")
 
@@ -289,12 +294,20 @@ register(
 register(
     ModelSpec(
         name="pixelrnn",
-        description="PixelRNN (Row LSTM): rows scanned by an LSTM, exact likelihood, sampling.",
-        build=Ref("genkeras.models.pixel.pixelrnn:PixelRNN"),
+        description="PixelRNN: Row LSTM or Diagonal BiLSTM (--variant), exact likelihood.",
+        build=Ref("genkeras.models.pixel.pixelrnn:build_pixelrnn"),
         options=(
+            Option(
+                "variant",
+                str,
+                "row",
+                "row: Row LSTM (H steps, triangular receptive field); diagonal: Diagonal "
+                "BiLSTM (2N-1 steps, sees every pixel above and to the left)",
+                choices=("row", "diagonal"),
+            ),
             *_PIXEL_OPTIONS[:2],
-            Option("filters", int, 32, "hidden units per Row LSTM layer"),
-            Option("num_layers", int, 2, "Row LSTM layers"),
+            Option("filters", int, 32, "hidden units per LSTM layer (per direction)"),
+            Option("num_layers", int, 2, "LSTM layers"),
             Option("hidden", int, 64, "channels of the 1x1 output head"),
         ),
         **PIXEL_COMMON,

@@ -57,6 +57,7 @@ def build_parser(spec=None, add_help=True) -> argparse.ArgumentParser:
             f"--{option.name.replace('_', '-')}",
             type=option.type,
             default=option.default,
+            choices=option.choices,
             help=option.help,
         )
     return parser

@@ -5,7 +5,7 @@ Nothing here imports from outside `genkeras.models`."""
 
 from genkeras.models.autoencoders import Autoencoder, ConvAutoencoder, DenseAutoencoder
 from genkeras.models.pca import PCA
-from genkeras.models.pixel import PixelCNN, PixelRNN
+from genkeras.models.pixel import DiagonalBiLSTM, PixelCNN, PixelRNN
 from genkeras.models.seeds import StatelessSeed
 from genkeras.models.vae import VAE, ConditionalVAE, ConvVAE, DenseVAE
 
@@ -13,6 +13,7 @@ __all__ = [
     "PCA",
     "PixelCNN",
     "PixelRNN",
+    "DiagonalBiLSTM",
     "Autoencoder",
     "ConvAutoencoder",
     "DenseAutoencoder",

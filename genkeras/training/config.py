@@ -222,6 +222,12 @@ def resolve(config: TrainConfig) -> Run:
             f"its options are: {', '.join(options) or 'none'}."
         )
     options.update(config.options)
+    for option in spec.options:
+        if option.choices and options[option.name] not in option.choices:
+            raise ConfigError(
+                f"--{option.name.replace('_', '-')} must be one of "
+                f"{', '.join(map(str, option.choices))}, got {options[option.name]!r}."
+            )
     view = spec.view(options) if callable(spec.view) else spec.view
     if config.noise is not None:
         view = dataclasses.replace(view, noise=data.Noise.parse(config.noise))

@@ -13,14 +13,16 @@ Each Row LSTM layer processes the image one row at a time. For row i:
 Layers after the first are residual. The same split as PixelCNN holds (see
 `genkeras.models.pixel.base`): `vertical` runs the recurrence and returns, for every row, each
 layer's state of the row above; `horizontal` computes one LSTM step on given rows from that
-state, so the fast sampler reuses it. The Row LSTM's receptive field is triangular (the
-paper's Diagonal BiLSTM removes that blind spot; not implemented here).
+state, so the row-cache sampler reuses it. The Row LSTM's receptive field is triangular: a
+pixel does not see the far corners above it (the Diagonal BiLSTM of `diagonal_bilstm.py`
+removes that blind spot). `build_pixelrnn` builds either variant.
 """
 
 import keras
 from keras import layers, ops
 
 from genkeras.models.pixel.base import PixelModel, pad_right, right_shift
+from genkeras.models.pixel.diagonal_bilstm import DiagonalBiLSTM
 
 
 @keras.saving.register_keras_serializable(package="genkeras")
@@ -112,3 +114,23 @@ class PixelRNN(PixelModel):
             h, _ = self._step(index, self._gate_inputs(index, inputs) + bias, h_above, c_above)
             inputs = self._layer_output(index, inputs, h)
         return self.output_head(inputs)
+
+
+VARIANTS = {"row": PixelRNN, "diagonal": DiagonalBiLSTM}
+
+
+def build_pixelrnn(image_shape, latent_dim=None, variant="row", **kwargs):
+    """A PixelRNN of the given variant: "row" (Row LSTM, `PixelRNN`) or "diagonal" (Diagonal
+    BiLSTM, `DiagonalBiLSTM`); the other arguments go to the class.
+
+    Example:
+    >>> build_pixelrnn((28, 28, 1), variant="diagonal", filters=16)
+    """
+    if variant not in VARIANTS:
+        raise ValueError(
+            f"Unknown PixelRNN variant {variant!r}; use one of: {', '.join(VARIANTS)}."
+        )
+    return VARIANTS[variant](image_shape, latent_dim, **kwargs)
+
+
+build_pixelrnn.builds = tuple(VARIANTS.values())  # the classes (see registry.spec_of_model)
