@@ -40,7 +40,9 @@ def _stderr_silenced():
 class _ImportHooks(importlib.abc.MetaPathFinder):
     """Runs once for `keras` and once for `tensorflow`, the first time each is imported.
 
-    * After `keras` loads, imports `genkeras.models`, which registers the model classes.
+    * After `keras` loads, imports `genkeras.models`, which registers the model classes. When
+      Keras loads inside TensorFlow's own import (TensorFlow imports it, and swallows import
+      errors there), that waits until TensorFlow has finished loading.
     * While `tensorflow` loads and looks for GPUs, silences standard error: TensorFlow's C++
       start-up notices are written before its logging settings apply, and a machine without
       a GPU driver logs a CUDA error. `TF_CPP_MIN_LOG_LEVEL=0` keeps them.
@@ -48,6 +50,12 @@ class _ImportHooks(importlib.abc.MetaPathFinder):
 
     def __init__(self):
         self.pending = {"keras", "tensorflow"}
+        self.loading = set()  # of "keras" and "tensorflow": each imports the other
+
+    def register_models(self):
+        """Imports `genkeras.models` once neither Keras nor TensorFlow is half-loaded."""
+        if not self.loading and "keras" in sys.modules:
+            importlib.import_module("genkeras.models")
 
     def find_spec(self, name, path=None, target=None):
         if name not in self.pending:
@@ -62,18 +70,27 @@ class _ImportHooks(importlib.abc.MetaPathFinder):
         if name == "keras":
 
             def exec_module(module):
-                load(module)
-                importlib.import_module("genkeras.models")
-
-        elif os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") >= "2":
-
-            def exec_module(module):
-                with _stderr_silenced():
+                self.loading.add(name)
+                try:
                     load(module)
-                    module.config.list_physical_devices()  # probes CUDA, which logs too
+                finally:
+                    self.loading.discard(name)
+                self.register_models()
 
         else:
-            return spec
+            quiet = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") >= "2"
+
+            def exec_module(module):
+                self.loading.add(name)
+                try:
+                    with _stderr_silenced() if quiet else contextlib.nullcontext():
+                        load(module)
+                        if quiet:
+                            module.config.list_physical_devices()  # probes CUDA, which logs too
+                finally:
+                    self.loading.discard(name)
+                self.register_models()
+
         spec.loader.exec_module = exec_module
         return spec
 

@@ -154,3 +154,31 @@ def test_use_from_a_throwaway_project(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert "PROJECT OK" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "imports",
+    [
+        "import genkeras; import tensorflow; import keras",  # TensorFlow imports Keras itself
+        "import genkeras; import keras",  # Keras imports TensorFlow itself
+        "import tensorflow; import genkeras; import keras",
+        "import keras; import genkeras",
+    ],
+)
+def test_keras_load_model_finds_the_classes_in_any_import_order(imports):
+    code = f"""
+        {imports}
+        import keras
+        model = keras.saving.load_model({str(pretrained.path("conv_ae"))!r})
+        print(type(model).__name__)
+    """
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "ConvAutoencoder"
