@@ -40,9 +40,26 @@ def float32_outputs(outputs, default_name):
     if not isinstance(outputs, dict):
         outputs = {default_name: outputs}
     return {
-        key: tf.cast(value, tf.float32) if value.dtype.is_floating else value
+        key: with_static_shape(tf.cast(value, tf.float32) if value.dtype.is_floating else value)
         for key, value in outputs.items()
     }
+
+
+def with_static_shape(tensor):
+    """`tensor`, or an empty batch of its static shape when it holds no examples.
+
+    TensorFlow's CPU convolution answers an empty batch with the input's channels, not the
+    filters' ([0, 28, 28, 16] where [0, 28, 28, 1] is due). (A reshape would not do: the graph
+    optimizer drops a reshape to the shape it already infers.)
+    """
+    static = tensor.shape
+    if static.rank is None or static.rank < 2 or not static[1:].is_fully_defined():
+        return tensor
+    return tf.cond(
+        tf.shape(tensor)[0] > 0,
+        lambda: tensor,
+        lambda: tf.zeros([0, *static[1:].as_list()], tensor.dtype),
+    )
 
 
 def labels_spec(name="labels"):

@@ -52,6 +52,7 @@ def exports(tmp_path_factory):
         "vae": {},
         "cvae": {},
         "pixelcnn": {"filters": 4, "num_layers": 1, "hidden": 4},
+        "conv_vae": {"filters": (4, 8), "dense_units": 0},
     }.items():
         spec, model = tiny(name, **options)
         images = np.zeros((1, 28, 28, 1), np.float32)
@@ -79,6 +80,15 @@ def test_sample_refuses_num_above_the_cap_and_below_zero(exports):
     assert f"num must be at most {cap}" in out[0]["error"]
     assert "num must be >= 0" in out[1]["error"]
     assert out[2] == {"shape": [0, 28, 28, 1]}  # an empty batch, as the VAE answers
+
+
+def test_an_empty_batch_keeps_the_image_shape_through_convolutions(exports):
+    """TensorFlow's CPU convolution answers an empty batch with its input's channels."""
+    empty = {"zeros": [0, 2]}
+    out = answers(
+        exports["conv_vae"], [("sample", {"num": 0, "seed": 0}), ("decode", {"z": empty})]
+    )
+    assert out == [{"shape": [0, 28, 28, 1]}] * 2
 
 
 def test_complete_refuses_more_images_than_the_cap(exports):
