@@ -81,6 +81,17 @@ def test_train_py_end_to_end_on_a_subset(tmp_path):
     taken = genkeras(*export, "--export-dir", exports, "--version", "1")
     assert taken.returncode == 2 and "already exists" in taken.stderr
 
+    # Re-exporting the same weights with this genkeras keeps the figures of an earlier card.
+    earlier = exports / "denoising_ae" / "1" / "model_card.json"
+    again = genkeras(*export, "--export-dir", exports, "--card-from", earlier)
+    assert again.returncode == 0, again.stderr[-3000:]
+    card = read_json(exports / "denoising_ae" / "3" / "model_card.json")
+    assert card["metrics"] == metrics and card["version"] == 3
+    assert card["reexport_of"]["version"] == 1
+    not_a_card = genkeras(*export, "--export-dir", exports, "--card-from", run_dir / "x.json")
+    assert not_a_card.returncode == 2 and "--card-from" in not_a_card.stderr
+    assert not (exports / "denoising_ae" / "4").exists()
+
 
 def test_every_config_field_is_a_train_py_flag():
     """One declaration: the parser offers exactly the config's flags, plus the model's own
