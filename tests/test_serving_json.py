@@ -349,3 +349,118 @@ def test_error_previews_stay_short_for_huge_values():
     body = json.dumps({"instances": 5, "pad": [[0.5] * 100] * 2000})
     message = error_of(fill, body, ONE).message
     assert "Excepting 'instances' to be an list/array" in message and len(message) < 400
+
+
+# -- whole arrays at numpy speed (json_numbers, orjson in json_fast, the client) ----------------
+
+
+def test_numpy_writer_matches_the_reference_value_by_value():
+    from genkeras.serving import json_numbers
+
+    rng = np.random.default_rng(7)
+    bits = rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    with np.errstate(all="ignore"):
+        spread = (rng.random(50_000) * 10.0 ** rng.integers(-46, 39, 50_000)).astype(np.float32)
+    short = np.round(rng.random(20_000) * 1000, 2).astype(np.float32)
+    whole = rng.integers(-(2**25), 2**25, 20_000).astype(np.float32)
+    special = np.array(
+        [0.0, -0.0, np.inf, -np.inf, np.nan, 1e6, 999999.5, 9999995, 1234565, 123456792]
+        + [16777216, 3.4028235e38, -3.4028235e38, 1e-45, 1.1754944e-38, 0.1, 0.5, 100, 1e-4]
+        + [1e-5, 12345.65, 0.0001234565, 9.9999997e-5, 1e17, 1e-17, 1e28, 1e-18],
+        np.float32,
+    )
+    for values in (bits, spread, -spread, short, whole, special):
+        reference = [json_encode.format_float(v) for v in values.tolist()]
+        assert json_numbers.float32_rows(values) == reference
+
+
+@pytest.mark.parametrize("shape", [(3,), (2, 5), (4, 3, 2, 1), (1, 1, 1), (3000, 28)])
+def test_numpy_writer_nests_rows_as_the_reference(shape):
+    values = np.random.default_rng(8).normal(size=shape).astype(np.float32)
+    values.flat[::7] = 0.0
+    expected = [
+        json_encode._nest([json_encode.format_float(v) for v in row.ravel().tolist()], row.shape)
+        for row in values
+    ]
+    assert list(json_encode._row_texts("y", values)) == expected
+    half = json_encode.make_json({"y": values.astype(np.float16)}, json_encode.COLUMNAR)
+    assert half == json_encode.make_json(
+        {"y": values.astype(np.float16).astype(np.float32)}, json_encode.COLUMNAR
+    )
+
+
+def grammar_path(monkeypatch, fn, *args):
+    """`fn(*args)` with large arrays checked by the grammar and read by `np.fromstring` (no
+    orjson): what `json_fast` accepted and read before orjson read its arrays."""
+    from genkeras.serving import json_fast
+
+    with monkeypatch.context() as patch:
+        patch.setattr(json_fast, "_fast_read", lambda *args: None)
+        return fn(*args)
+
+
+def outcome(*args):
+    """The tensor as bytes (so -0.0 differs from 0.0), or the error's code and message."""
+    try:
+        tensors, _ = fill(*args)
+    except ServingError as error:
+        return error.code, error.message
+    return tensors["x"].dtype, tensors["x"].shape, tensors["x"].tobytes()
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["-0", "-0.0", "-0e0", "1E5", "1e+05", "1e0001", "0.5e-3", "16777215", "16777217"]
+    + ["9007199254740993", "123456789012345678901234567890", "1e-400", "4.9e-324", "1e400"]
+    + ["2.2250738585072011e-308", "0.30000000000000004", "01", "1.", ".5", "+1", "1e", "-"],
+)
+def test_numbers_read_by_orjson_equal_the_grammar_paths(monkeypatch, number):
+    body = '{"inputs": [' + "0.5," * 3000 + number + "]}"
+    for dtype in ("DT_FLOAT", "DT_DOUBLE", "DT_INT64"):
+        fast = outcome(body, {"x": dtype})
+        assert fast == grammar_path(monkeypatch, outcome, body, {"x": dtype})
+
+
+@pytest.mark.parametrize(
+    "odd",
+    ["[]", "[[]]", "[0.5 0.5]", "[0.5,0.5]0.5", "[[0.5,0.5]]", "[0.5,]", "[,0.5]", "[0.5]"]
+    + ["[0.5,0.5][0.5,0.5]", "[0.5,0.5]]", "[[0.5,0.5]", "0.5", "[0.5,[0.5]]", "[0.5,0.5,0.5]"]
+    + ["[ 0.5 , 0.5 ]", "[\t0.5,\n0.5\r]", "[0.5,0.5] ", "[0.5,-0.5e-5]", "[1,2]", "[]0.5"],
+)
+def test_arrays_read_by_orjson_equal_the_grammar_paths(monkeypatch, odd):
+    for rows in ("[0.5,0.5]," * 3000 + odd, odd + ",[0.5,0.5]" * 3000):
+        for key in ("inputs", "instances"):
+            body = f'{{"{key}": [{rows}]}}'
+            for dtype in ("DT_FLOAT", "DT_INT32"):
+                fast = outcome(body, {"x": dtype})
+                assert fast == grammar_path(monkeypatch, outcome, body, {"x": dtype})
+
+
+def test_the_client_sends_floats_that_read_back_as_the_same_float32():
+    from genkeras.serving import client
+
+    rng = np.random.default_rng(9)
+    values = rng.integers(0, 2**32, 6000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    values = values[np.isfinite(values)][:5000].reshape(-1, 2)
+    text = client._json_value(values)
+    assert np.asarray(json.loads(text), np.float32).tobytes() == values.tobytes()
+    wide = rng.normal(size=(40, 3))
+    assert client._json_value(wide) == client._json_value(wide.astype(np.float32))
+    assert client._json_value(np.arange(6).reshape(2, 3)) == "[[0, 1, 2], [3, 4, 5]]"
+
+
+@pytest.mark.parametrize("dtype", ["DT_FLOAT", "DT_DOUBLE", "DT_INT64", "DT_HALF", None])
+def test_the_client_reads_answers_as_json_loads_does(dtype):
+    from genkeras.serving import client, json_fast
+
+    rng = np.random.default_rng(10)
+    arrays = [rng.normal(size=(64, 28, 28, 1)).astype(np.float32)]
+    arrays.append(np.where(arrays[0] > 2, np.nan, arrays[0]))  # NaN: json.loads reads it
+    arrays.append(rng.integers(-1000, 1000, (64, 300)))
+    for array in arrays[2:] if dtype == "DT_INT64" else arrays:
+        body = json_encode.make_json({"y": array}, json_encode.COLUMNAR).encode()
+        reference = np.asarray(
+            json.loads(body)["outputs"], client._REST_READ.get(dtype, np.float32)
+        )
+        read = client._output_array(json_fast.loads(body)["outputs"], dtype)
+        assert read.dtype == reference.dtype and read.tobytes() == reference.tobytes()

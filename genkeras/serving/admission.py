@@ -306,7 +306,7 @@ class Limiter:
 
 
 _libc = None
-_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8  # glibc mallopt parameters
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8  # glibc mallopt parameters
 
 
 def _glibc():
@@ -321,13 +321,19 @@ def _glibc():
     return _libc
 
 
-def tune_malloc(arenas: int = 2, mmap_threshold: int = 256 << 10) -> bool:
+def tune_malloc(
+    arenas: int = 2, mmap_threshold: int = 256 << 10, trim_threshold: int = 8 << 20
+) -> bool:
     """Sets glibc's allocator so memory freed after a large request goes back to the system.
 
     Call it before threads start. Blocks over `mmap_threshold` bytes are mapped on their own
     (glibc otherwise raises that threshold to 32 MiB after the first large free, and later
     large blocks stay in the heap), and at most `arenas` heaps are kept (one per thread by
-    default: freed memory scattered over many of them stays resident).
+    default: freed memory scattered over many of them stays resident). Up to
+    `trim_threshold` bytes free at the top of a heap stay there: setting the mmap threshold
+    also pins glibc's trim threshold at 128 KiB, and then numpy's short-lived arrays hand the
+    heap's top back and fault it in again on every few operations (twice the time for the
+    JSON of a batch-64 REST request); `release_memory` still trims all after large requests.
 
     Returns:
         Whether the settings were applied (False off glibc).
@@ -335,8 +341,13 @@ def tune_malloc(arenas: int = 2, mmap_threshold: int = 256 << 10) -> bool:
     libc = _glibc()
     if not libc:
         return False
-    return bool(libc.mallopt(_M_ARENA_MAX, arenas)) and bool(
-        libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)
+    return all(
+        libc.mallopt(option, value)
+        for option, value in (
+            (_M_ARENA_MAX, arenas),
+            (_M_MMAP_THRESHOLD, mmap_threshold),
+            (_M_TRIM_THRESHOLD, trim_threshold),
+        )
     )
 
 

@@ -7,9 +7,10 @@
     images = client.decode("conv_ae", z)
     images = client.sample("vae", num=8, seed=0)
 
-Every method takes `version=` or `label=` to pin a version. Over REST, floats are sent as
-the shortest text that reads back as the same float32 and TF Serving writes them the same
-way, so REST, gRPC and an in-process call on the SavedModel give identical arrays.
+Every method takes `version=` or `label=` to pin a version. Over REST, floats are sent in
+TF Serving's own number format (six significant digits when they read back as the same
+float32, else nine), as TF Serving writes its answers, so REST, gRPC and an in-process call
+on the SavedModel give identical arrays.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import threading
 
 import numpy as np
 
+from genkeras.serving import json_encode, json_fast
 from genkeras.serving.dtypes import BY_NAME, BY_NUMBER, TABLE
 
 # The types the client sends as they are, as `tensor_content` (float64 goes out as float32,
@@ -32,15 +34,7 @@ _SENT = {
 # The types REST outputs are read back as (any other output reads as float32).
 _REST_READ = {
     name: BY_NAME[name].numpy
-    for name in (
-        "DT_FLOAT",
-        "DT_DOUBLE",
-        "DT_INT32",
-        "DT_INT64",
-        "DT_BOOL",
-        "DT_UINT8",
-        "DT_STRING",
-    )
+    for name in "DT_FLOAT DT_DOUBLE DT_INT32 DT_INT64 DT_BOOL DT_UINT8 DT_STRING".split()
 }
 
 
@@ -88,12 +82,22 @@ def proto_to_array(proto) -> np.ndarray:
 
 
 def _json_value(array: np.ndarray) -> str:
-    """JSON text of an array. float32 values go out as the float64 that equals them exactly
-    (C-speed `json.dumps`), which TF Serving reads back as the same float32."""
+    """JSON text of an array; floats as float32 in TF Serving's format (read back exactly)."""
     array = np.asarray(array)
     if array.dtype.kind == "f":
-        array = array.astype(np.float32).astype(np.float64)
+        return json_encode.array_json(array.astype(np.float32))
     return json.dumps(array.tolist())
+
+
+def _output_array(value, dtype: str | None) -> np.ndarray:
+    """An output of a REST answer as the array of its signature's type (float32 if other)."""
+    name = dtype if dtype in _REST_READ else "DT_FLOAT"
+    if isinstance(value, json_fast.NumericSpan):
+        array = value.to_array(BY_NAME[name])
+        if array is not None:
+            return array
+        value = value.to_python()
+    return np.asarray(value, dtype=_REST_READ[name])
 
 
 class Client:
@@ -272,10 +276,10 @@ class Client:
                     raise
         raise AssertionError("unreachable")
 
-    def _rest(self, method: str, path: str, body: str | None = None):
+    def _rest(self, method: str, path: str, body: str | None = None, arrays: bool = False):
         status, data = self._rest_raw(method, path, body)
         try:
-            doc = json.loads(data) if data else {}
+            doc = ((json_fast.loads if arrays else json.loads)(data)) if data else {}
         except ValueError:
             doc = {"error": data.decode(errors="replace")}
         if status != 200:
@@ -305,16 +309,12 @@ class Client:
             + ", ".join(f"{json.dumps(k)}: {_json_value(v)}" for k, v in inputs.items())
             + "}}"
         )
-        outputs = self._rest("POST", self._path(model, version, label) + ":predict", body)[
-            "outputs"
-        ]
+        path = self._path(model, version, label) + ":predict"
+        outputs = self._rest("POST", path, body, arrays=True)["outputs"]
         output_dtypes = self._output_dtypes(model, signature, version, label)
         if not (isinstance(outputs, dict) and set(outputs) == set(output_dtypes)):
             outputs = {next(iter(output_dtypes)): outputs}
-        return {
-            k: np.asarray(v, dtype=_REST_READ.get(output_dtypes.get(k), np.float32))
-            for k, v in outputs.items()
-        }
+        return {k: _output_array(v, output_dtypes.get(k)) for k, v in outputs.items()}
 
     # -- TF Serving's Classify ------------------------------------------------------------------
     def classify(

@@ -5,8 +5,9 @@ Behaviour follows tensorflow/serving `util/json_tensor.cc`. Row format answers
 outputs), columnar `{"outputs": ...}` (an object only when there are several outputs). A
 float is written as `%g` (six significant digits) when that reads back as the same float,
 else with `max_digits10` digits (`%.9g` for float32), with `.0` appended to whole numbers;
-non-finite values as `NaN`, `Infinity`, `-Infinity`. String outputs whose alias ends in
-`_bytes` are written as `{"b64": ...}` objects.
+non-finite values as `NaN`, `Infinity`, `-Infinity`; `json_numbers` writes float32 arrays
+this way at numpy speed. String outputs whose alias ends in `_bytes` are written as
+`{"b64": ...}` objects.
 
 Errors raise `ServingError` with a canonical gRPC code (see `errors.py`).
 """
@@ -14,40 +15,15 @@ Errors raise `ServingError` with a canonical gRPC code (see `errors.py`).
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 
+from genkeras.serving import json_numbers
 from genkeras.serving.errors import ServingError, invalid_argument
+from genkeras.serving.json_numbers import format_float  # noqa: F401 - re-exported
 
 # The two request formats; the response takes the format of its request.
 ROW, COLUMNAR = "row", "columnar"
-
-
-def format_float(value: float, double: bool = False) -> str:
-    """One float as TF Serving writes it: `0.2`, `1.0`, `1e+06`, `0.333333343`, `NaN`.
-
-    Args:
-        value: the number.
-        double: write it as a float64 (17 digits when `%g` loses it) rather than a float32.
-
-    Returns:
-        The JSON text of the number.
-    """
-    value = float(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "-Infinity" if value < 0 else "Infinity"
-    text = f"{value:g}"
-    if double:
-        if float(text) != value:
-            text = f"{value:.17g}"
-    elif np.float32(float(text)) != np.float32(value):
-        text = f"{value:.9g}"
-    if "." not in text and "e" not in text:
-        text += ".0"
-    return text
 
 
 PREVIEW_CHARS = 200
@@ -212,11 +188,20 @@ def _row_texts(name: str, array: np.ndarray):
         return
     rows_per_block = max(1, BLOCK_ELEMENTS // per_row)
     b64 = name.endswith("_bytes")
+    vectorised = array.dtype.kind == "f" and array.dtype != np.float64
     for start in range(0, array.shape[0], rows_per_block):
         block = array[start : start + rows_per_block]
+        if vectorised:
+            yield from json_numbers.float32_rows(block)
+            continue
         texts = _leaf_texts(block, bytes_as_b64=b64)
         for i in range(block.shape[0]):
             yield _nest(texts[i * per_row : (i + 1) * per_row], array.shape[1:])
+
+
+def array_json(array: np.ndarray) -> str:
+    """One array as JSON nested lists, numbers written as in answers (the client's inputs)."""
+    return _tensor_json("", array)
 
 
 def _tensor_json(name: str, array: np.ndarray) -> str:

@@ -22,7 +22,7 @@ from genkeras.serving.json_encode import json_value_to_string
 
 # Digits -> "1", e/E -> "e", "+" kept, anything else a blank: a literal that may overflow a
 # double (an exponent of three digits or more, a run of 300 digits) then shows as one of
-# `_HUGE_SIGNS`. Only bodies holding one pay for the checked number parser.
+# `_HUGE_SIGNS`. Only text holding one pays for the checked number parser.
 _CLASSES = bytes.maketrans(
     bytes(range(256)),
     bytes(
@@ -132,11 +132,13 @@ def parse_json(body: bytes | str) -> dict:
             ) from None
     if not body.strip():
         raise ServingError(invalid_argument("JSON Parse error: The document is empty"))
-    classes = body.translate(_CLASSES)
-    checked = any(sign in classes for sign in _HUGE_SIGNS)
-    del classes
 
     def parse(text: bytes):
+        # The number hooks only differ from json.loads' own on a literal too big for a
+        # double, so only text that may hold one pays for them.
+        classes = text.translate(_CLASSES)
+        checked = any(sign in classes for sign in _HUGE_SIGNS)
+        del classes
         return _loads(text, checked, body)
 
     rest, spans = json_fast.split_spans(body, parse)
@@ -148,7 +150,7 @@ def parse_json(body: bytes | str) -> dict:
             doc = None  # offsets in the cut text mean nothing: parse the whole body below
     if doc is None:
         doc = parse(body)
-    if _SURROGATE_ESCAPE.search(body) and _lone_surrogate(doc) is not None:
+    if b"\\" in body and _SURROGATE_ESCAPE.search(body) and _lone_surrogate(doc) is not None:
         raise ServingError(
             invalid_argument(
                 "JSON Parse error: The surrogate pair in string is invalid. (a lone \\uD800-"
