@@ -129,6 +129,24 @@ def randomize_biases(model, scale=0.3):
     return model
 
 
+def check_cache_steps(model, images, labels=None):
+    """Runs a model's per-pixel cache steps by hand over every pixel of `images` (fed the true
+    previous pixels) and checks each pixel's logits against the full network's."""
+    batch, height, width, _ = images.shape
+    full = model.logits(images, labels).numpy().reshape(batch, height, width, -1)
+    encoded = model.encode_input(images).numpy()[..., 0]  # [N, H, W]
+    constants = model.cache_constants(batch, labels)
+    cache, above = model.row_cache(batch), tf.zeros([width, batch])
+    for i in range(height):
+        columns, cache = model.row_step(cache, above, constants)
+        pixel_cache, previous = model.pixel_start(batch), tf.zeros([batch, 1])
+        for j in range(width):
+            logits, pixel_cache = model.pixel_step(pixel_cache, columns, j, previous, constants)
+            np.testing.assert_allclose(logits.numpy(), full[:, i, j], atol=2e-5, rtol=0)
+            previous = tf.constant(encoded[:, i, j, None])
+        above = tf.constant(encoded[:, i].T)
+
+
 PIXEL_CACHE_CASES = [
     ("bernoulli", 0, {"num_layers": 3}),
     ("bernoulli", 3, {}),
@@ -145,20 +163,8 @@ def test_pixel_cache_steps_give_the_full_network_logits(likelihood, num_classes,
     model = randomize_biases(build(PixelCNN, (height, width, 1), likelihood, num_classes, **extra))
     rng = np.random.default_rng(0)
     images = np.round(rng.random((batch, height, width, 1)) * 255).astype(np.float32) / 255
-    images = model.quantize_pixels(images).numpy()
     labels = tf.constant([0, 1, 2][:batch]) % max(num_classes, 1) if num_classes else None
-    full = model.logits(images, labels).numpy().reshape(batch, height, width, -1)
-    encoded = model.encode_input(images).numpy()[..., 0]  # [N, H, W]
-    constants = model.cache_constants(batch, labels)
-    cache, above = model.row_cache(batch), tf.zeros([width, batch])
-    for i in range(height):
-        columns, cache = model.row_step(cache, above, constants)
-        pixel_cache, previous = model.pixel_start(batch), tf.zeros([batch, 1])
-        for j in range(width):
-            logits, pixel_cache = model.pixel_step(pixel_cache, columns, j, previous, constants)
-            np.testing.assert_allclose(logits.numpy(), full[:, i, j], atol=2e-5, rtol=0)
-            previous = tf.constant(encoded[:, i, j, None])
-        above = tf.constant(encoded[:, i].T)
+    check_cache_steps(model, model.quantize_pixels(images).numpy(), labels)
 
 
 @pytest.mark.parametrize("likelihood,num_classes,extra", PIXEL_CACHE_CASES)
@@ -224,9 +230,11 @@ def test_keras_round_trip(cls, tmp_path):
     )
 
 
-def test_signatures_in_a_fresh_tensorflow_process(tmp_path):
-    model = build(PixelCNN, (4, 5, 1))
-    path = export_model(model, get_spec("pixelcnn"), tmp_path, version=1)
+def check_signatures_in_fresh_tensorflow(model, name, tmp_path) -> dict:
+    """Exports `model` as registry model `name`, calls `log_prob`, `sample` and `complete` in a
+    process that imports only TensorFlow and numpy, checks them against the model's own
+    methods and returns the model card."""
+    path = export_model(model, get_spec(name), tmp_path, version=1)
     card = json.loads((path / "model_card.json").read_text())
     assert set(card["signatures"]) == {"sample", "log_prob", "complete", "serving_default"}
 
@@ -259,6 +267,11 @@ def test_signatures_in_a_fresh_tensorflow_process(tmp_path):
     np.testing.assert_array_equal(out["sample"], model.sample(4, 3).numpy())
     np.testing.assert_array_equal(out["complete"][:, :2], images[:, :2])
     np.testing.assert_array_equal(out["complete"], model.complete(images, 2, 9).numpy())
+    return card
+
+
+def test_signatures_in_a_fresh_tensorflow_process(tmp_path):
+    check_signatures_in_fresh_tensorflow(build(PixelCNN, (4, 5, 1)), "pixelcnn", tmp_path)
 
 
 def train_pixelcnn(tmp_path, *args) -> dict:

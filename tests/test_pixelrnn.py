@@ -13,10 +13,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ROOT, run_python
-from test_pixel_models import build, randomize_biases
+from conftest import ROOT
+from test_pixel_models import (
+    build,
+    check_cache_steps,
+    check_signatures_in_fresh_tensorflow,
+    randomize_biases,
+)
 
-from genkeras.export import export_model
 from genkeras.models.pixel import DiagonalBiLSTM, PixelRNN, samplers
 from genkeras.models.pixel.diagonal_bilstm import skew, unskew
 from genkeras.models.pixel.pixelrnn import build_pixelrnn
@@ -100,18 +104,7 @@ def test_state_carrying_steps_give_the_full_network_logits(likelihood, num_class
     model = randomize_biases(build(DiagonalBiLSTM, shape, likelihood, num_classes, **extra))
     images = model.quantize_pixels(np.random.default_rng(0).random((batch, *shape))).numpy()
     labels = tf.constant([0, 1, 2]) % num_classes if num_classes else None
-    full = model.logits(images, labels).numpy().reshape(batch, height, width, -1)
-    encoded = model.encode_input(images).numpy()[..., 0]
-    constants = model.cache_constants(batch, labels)
-    cache, above = model.row_cache(batch), tf.zeros([width, batch])
-    for i in range(height):
-        columns, cache = model.row_step(cache, above, constants)
-        pixel_cache, previous = model.pixel_start(batch), tf.zeros([batch, 1])
-        for j in range(width):
-            logits, pixel_cache = model.pixel_step(pixel_cache, columns, j, previous, constants)
-            np.testing.assert_allclose(logits.numpy(), full[:, i, j], atol=2e-5, rtol=0)
-            previous = tf.constant(encoded[:, i, j, None])
-        above = tf.constant(encoded[:, i].T)
+    check_cache_steps(model, images, labels)
 
 
 @pytest.mark.parametrize("likelihood,num_classes", [("bernoulli", 0), ("categorical", 3)])
@@ -169,38 +162,8 @@ def test_variant_option_reaches_the_model_through_the_registry():
 
 def test_signatures_in_a_fresh_tensorflow_process(tmp_path):
     model = randomize_biases(build(DiagonalBiLSTM, (4, 5, 1)))
-    path = export_model(model, get_spec("pixelrnn"), tmp_path, version=1)
-    card = json.loads((path / "model_card.json").read_text())
-    assert set(card["signatures"]) == {"sample", "log_prob", "complete", "serving_default"}
+    card = check_signatures_in_fresh_tensorflow(model, "pixelrnn", tmp_path)
     assert card["architecture"] == "DiagonalBiLSTM"  # the variant
-    images = (np.random.default_rng(0).random((3, 4, 5, 1)) > 0.5).astype(np.float32)
-    np.savez(tmp_path / "images.npz", images=images)
-    result = run_python(
-        """
-        import sys, numpy as np, tensorflow as tf
-        path, work = sys.argv[1:3]
-        loaded = tf.saved_model.load(path, tags=["serve"])
-        images = tf.constant(np.load(work + "/images.npz")["images"])
-        s = loaded.signatures
-        out = {
-            "log_prob": s["log_prob"](images=images)["log_prob"],
-            "sample": s["sample"](num=tf.constant(4), seed=tf.constant(3),
-                                  temperature=tf.constant(1.0))["images"],
-            "complete": s["complete"](images=images, rows=tf.constant(2),
-                                      seed=tf.constant(9))["images"],
-        }
-        assert "genkeras" not in sys.modules, "the export needed genkeras"
-        np.savez(work + "/outputs.npz", **{k: v.numpy() for k, v in out.items()})
-        """,
-        path,
-        tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = dict(np.load(tmp_path / "outputs.npz"))
-    np.testing.assert_allclose(out["log_prob"], model.log_prob(images)["log_prob"], rtol=1e-5)
-    np.testing.assert_array_equal(out["sample"], model.sample(4, 3).numpy())
-    np.testing.assert_array_equal(out["complete"][:, :2], images[:, :2])
-    np.testing.assert_array_equal(out["complete"], model.complete(images, 2, 9).numpy())
 
 
 @pytest.mark.slow
