@@ -76,6 +76,8 @@ class ModelSpec:
         options: extra hyperparameters passed to `build`.
         extra_callbacks: `extra_callbacks(options) -> list` of Keras callbacks for `fit`
             (a KL warm-up schedule, say), given the resolved model options.
+        check: `check(options, image_shape)` raising ValueError for options (or a data set)
+            the model cannot take, called before any work starts; None: no check.
         latent_dim, epochs, batch_size, learning_rate, warmup_steps, ema_momentum: train.py
             defaults (`warmup_steps`: optimizer steps of linear learning-rate warm-up;
             `ema_momentum`: validate and keep an exponential moving average of the weights;
@@ -95,6 +97,7 @@ class ModelSpec:
     pictures: Callable = Ref("genkeras.pictures.reconstruction:reconstruction_pictures")
     options: tuple[Option, ...] = ()
     extra_callbacks: Callable | None = None
+    check: Callable | None = None
     latent_dim: int | None = 16  # None: the model has no code vector (pixel models)
     epochs: int = 20
     batch_size: int = 128
@@ -252,8 +255,14 @@ register(
 
 # Autoregressive pixel models: exact likelihood, pixel-by-pixel sampling.
 _PIXEL_OPTIONS = (
-    Option("likelihood", str, "bernoulli", "bernoulli (binarized pixels) or categorical (256-way)"),
+    Option(
+        "likelihood",
+        str,
+        "bernoulli",
+        "bernoulli (binarized pixels) or categorical (256-way per channel; RGB: R, G, B)",
+    ),
     Option("num_classes", int, 0, "> 0: class-conditional on the data set's labels"),
+    Option("levels", int, 256, "intensities of the categorical likelihood (2..256)"),
     Option("filters", int, 32, "channels per stack"),
     Option("num_layers", int, 7, "gated blocks after the first (mask A) layer"),
     Option("hidden", int, 64, "channels of the 1x1 output head"),
@@ -268,6 +277,22 @@ def _pixel_view(options):
     return View(
         binarize=options["likelihood"] == "bernoulli", labels=conditional, targets=conditional
     )
+
+
+def _pixel_check(colour):
+    """The check of a pixel model: `levels` in range, and colour data only where the model
+    orders a pixel's channels (`colour`)."""
+
+    def check(options, image_shape):
+        if not 2 <= options["levels"] <= 256:
+            raise ValueError(f"--levels must be in [2, 256], got {options['levels']}.")
+        if image_shape[-1] != 1 and not colour:
+            raise ValueError(
+                f"Images of {image_shape[-1]} channels: colour is pixelcnn only for now; "
+                "pixelrnn takes grayscale data sets (mnist, fashion_mnist)."
+            )
+
+    return check
 
 
 PIXEL_COMMON = dict(
@@ -288,6 +313,7 @@ register(
         description="Gated PixelCNN: masked vertical + horizontal stacks, exact likelihood.",
         build=Ref("genkeras.models.pixel.pixelcnn:PixelCNN"),
         options=_PIXEL_OPTIONS,
+        check=_pixel_check(colour=True),
         **PIXEL_COMMON,
     )
 )
@@ -305,11 +331,12 @@ register(
                 "BiLSTM (2N-1 steps, sees every pixel above and to the left)",
                 choices=("row", "diagonal"),
             ),
-            *_PIXEL_OPTIONS[:2],
+            *_PIXEL_OPTIONS[:3],
             Option("filters", int, 32, "hidden units per LSTM layer (per direction)"),
             Option("num_layers", int, 2, "LSTM layers"),
             Option("hidden", int, 64, "channels of the 1x1 output head"),
         ),
+        check=_pixel_check(colour=False),
         **PIXEL_COMMON,
     )
 )

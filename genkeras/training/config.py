@@ -228,6 +228,11 @@ def resolve(config: TrainConfig) -> Run:
                 f"--{option.name.replace('_', '-')} must be one of "
                 f"{', '.join(map(str, option.choices))}, got {options[option.name]!r}."
             )
+    if spec.check is not None:
+        try:
+            spec.check(options, info.image_shape)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
     view = spec.view(options) if callable(spec.view) else spec.view
     if config.noise is not None:
         view = dataclasses.replace(view, noise=data.Noise.parse(config.noise))

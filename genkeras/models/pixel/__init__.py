@@ -1,6 +1,7 @@
 """Autoregressive pixel models: exact likelihoods, pixel-by-pixel sampling.
 
-`base.py` holds what they share (likelihoods, the causal shifts, the output head), `pixelcnn.py`,
+`base.py` holds what they share (likelihoods, the causal shifts, the output head), `channels.py`
+the R -> G -> B channel-group masks of colour images, `pixelcnn.py`,
 `pixelrnn.py` (Row LSTM) and `diagonal_bilstm.py` (Diagonal BiLSTM) the networks, `samplers.py`
 the naive, row-cache and per-pixel-cache samplers.
 """

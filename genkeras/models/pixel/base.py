@@ -29,8 +29,9 @@ PixelCNN does): `cache_constants`, `row_cache` and `row_step` (the vertical part
 row, from what it cached of the rows above), `pixel_start` and `pixel_step` (the rest at one
 new pixel, from what it cached of the pixels to the left). See `samplers.py`.
 
-Pixels: grayscale images only (channels == 1); the sub-pixel R -> G -> B ordering of the
-PixelRNN paper is not implemented.
+Colour (C = 3): PixelCNN orders a pixel's channels R, then G, then B, each predicted from
+the pixels before it and the pixel's earlier channels (channel-group masks, `channels.py`).
+The samplers then draw C values per pixel in that order. PixelRNN is grayscale only.
 
 Subclasses share the hyperparameters every pixel model has (`filters`, `num_layers`,
 `kernel_size`, `hidden`), kept and serialized here, and the 1x1 output head.
@@ -41,12 +42,13 @@ from __future__ import annotations
 import math
 
 import keras
-from keras import layers, ops
+from keras import ops
 
 from genkeras.models.loss_scaling import per_replica
+from genkeras.models.pixel import channels
 
 LIKELIHOODS = ("bernoulli", "categorical")
-LEVELS = 256  # intensities of the categorical likelihood
+LEVELS = 256  # intensities of the categorical likelihood (the default of `levels`)
 
 
 def down_shift(x):
@@ -83,18 +85,21 @@ class PixelModel(keras.Model):
     docstring); `logits` and `call` follow.
 
     Args:
-        image_shape: (height, width, 1).
+        image_shape: (height, width, C): C = 1, or C = 3 (R, G, B) for models with `colour`.
         filters: channels (PixelCNN) or hidden units (PixelRNN) of each layer.
         num_layers: layers after the first.
         hidden: channels of the 1x1 output head.
         kernel_size: width of the layers' kernels (odd).
-        likelihood: "bernoulli" (binary pixels; logits [N, H, W, 1]) or "categorical"
-            (256 intensities; logits [N, H, W, 1, 256]).
+        likelihood: "bernoulli" (binary pixels; logits [N, H, W, C]) or "categorical"
+            (`levels` intensities per channel; logits [N, H, W, C, levels]).
         num_classes: > 0 makes the model class-conditional: inputs are `(images, labels)`.
+        levels: intensities of the categorical likelihood (256; fewer for small tests):
+            channel values are k / (levels - 1).
     """
 
     supports_temperature = True
     pixel_cache = False  # True where the model implements the per-pixel cache steps below
+    colour = False  # True where the model orders a pixel's channels (C > 1 images)
 
     def __init__(
         self,
@@ -105,21 +110,29 @@ class PixelModel(keras.Model):
         kernel_size=3,
         likelihood="bernoulli",
         num_classes=0,
+        levels=LEVELS,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.image_shape = tuple(int(d) for d in image_shape)
-        if self.image_shape[-1] != 1:
+        self.channels = self.image_shape[-1]
+        if self.channels != 1 and not (self.colour and self.channels == 3):
             raise ValueError(
-                f"Pixel models support grayscale images only (channels 1), not {self.image_shape}."
+                f"{type(self).__name__} supports grayscale images (channels 1)"
+                + (" or RGB (channels 3)" if self.colour else "; colour: pixelcnn only for now")
+                + f", not {self.image_shape}."
             )
         if likelihood not in LIKELIHOODS:
             raise ValueError(
                 f"Unknown likelihood '{likelihood}'. Use one of: {', '.join(LIKELIHOODS)}."
             )
+        if not 2 <= int(levels) <= LEVELS:
+            raise ValueError(f"levels must be in [2, {LEVELS}], got {levels}.")
         self.likelihood = likelihood
         self.num_classes = int(num_classes or 0)
-        self.out_channels = 1 if likelihood == "bernoulli" else LEVELS
+        self.levels = int(levels)
+        per_channel = 1 if likelihood == "bernoulli" else self.levels
+        self.out_channels = self.channels * per_channel  # channel c: the c-th slice
         if int(kernel_size) % 2 == 0:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}.")
         self.filters = int(filters)
@@ -129,8 +142,13 @@ class PixelModel(keras.Model):
 
     def build_output_head(self):
         """The 1x1 head both models end with: ReLU, `hidden` channels, then the logits."""
-        self.head = layers.Conv2D(self.hidden, 1, activation="relu", name="head")
-        self.out_conv = layers.Conv2D(self.out_channels, 1, name="logits", dtype="float32")
+        if self.channels > 1 and min(self.filters, self.hidden) < self.channels:
+            raise ValueError(f"Colour needs filters and hidden >= {self.channels}.")
+        c = self.channels  # colour: mask B, channel group c of the logits from groups <= c
+        self.head = channels.conv(self.hidden, 1, c, "B", (0, 0), "head", activation="relu")
+        self.out_conv = channels.conv(
+            self.out_channels, 1, c, "B", (0, 0), "logits", dtype="float32"
+        )
 
     def output_head(self, features):
         """Features [N, H, W, ?] -> per-pixel logits through the output head."""
@@ -154,7 +172,8 @@ class PixelModel(keras.Model):
         images = ops.cast(images, "float32")
         if self.likelihood == "bernoulli":
             return ops.cast(images >= 0.5, "float32")
-        return ops.round(ops.clip(images, 0.0, 1.0) * (LEVELS - 1)) / (LEVELS - 1)
+        top = self.levels - 1
+        return ops.round(ops.clip(images, 0.0, 1.0) * top) / top
 
     def encode_input(self, x):
         """Quantized pixels -> network input in [-1, 1]."""
@@ -172,7 +191,7 @@ class PixelModel(keras.Model):
         raise NotImplementedError
 
     def horizontal(self, rows, context):
-        """Row-local part: rows [N, R, W, 1] and context rows -> logits for those rows."""
+        """Row-local part: rows [N, R, W, C] and context rows -> logits for those rows."""
         raise NotImplementedError
 
     # -- the per-pixel cache steps (optional; see samplers.py) ------------------------------
@@ -192,15 +211,19 @@ class PixelModel(keras.Model):
         """The cache of the pixels left of column 0 (the causal padding)."""
         raise NotImplementedError
 
-    def pixel_step(self, cache, columns, j, previous, constants):
-        """Pixel j-1 (encoded, [N, 1]) and the cache -> (logits of pixel j [N, C], cache)."""
+    def pixel_step(self, cache, columns, j, previous, constants, current=None):
+        """Pixel j-1 (encoded, [N, C]) and the cache -> (logits of pixel j [N, out_channels],
+        cache). Colour: `current` holds pixel j's channels drawn so far (encoded, [N, C]); the
+        logits of channel c are right once channels < c are in it."""
         raise NotImplementedError
 
     def output_logits(self, features):
-        """[N, H, W, out_channels] -> [N, H, W, 1] (bernoulli) or [N, H, W, 1, 256]."""
+        """[N, H, W, out_channels] -> [N, H, W, C] (bernoulli) or [N, H, W, C, levels]."""
         if self.likelihood == "bernoulli":
             return features
-        return ops.expand_dims(features, 3)
+        if self.channels == 1:
+            return ops.expand_dims(features, 3)
+        return ops.stack(ops.split(features, self.channels, axis=-1), axis=3)
 
     def logits(self, images, labels=None):
         """Quantized images (unsampled pixels may hold anything) -> per-pixel logits."""
@@ -218,18 +241,18 @@ class PixelModel(keras.Model):
         if self.likelihood == "bernoulli":
             per_pixel = -(x * ops.softplus(-logits) + (1.0 - x) * ops.softplus(logits))
         else:
-            index = ops.cast(ops.round(x * (LEVELS - 1)), "int32")
+            index = ops.cast(ops.round(x * (self.levels - 1)), "int32")
             log_probs = ops.log_softmax(logits, axis=-1)
-            per_pixel = ops.sum(log_probs * ops.one_hot(index, LEVELS), axis=-1)
+            per_pixel = ops.sum(log_probs * ops.one_hot(index, self.levels), axis=-1)
         return ops.sum(ops.reshape(per_pixel, (ops.shape(per_pixel)[0], -1)), axis=-1)
 
     def log_prob(self, images, labels=None):
         """Exact log-likelihood of images in one forward pass.
 
         Args:
-            images: [N, H, W, 1] in [0, 1]. Bernoulli models threshold them at 0.5 (feed binary
+            images: [N, H, W, C] in [0, 1]. Bernoulli models threshold them at 0.5 (feed binary
                 images for the exact probability of those images); categorical models round
-                them to k/255.
+                them to k / (levels - 1) (k/255).
             labels: [N] int classes, for class-conditional models only.
 
         Returns:
@@ -262,7 +285,8 @@ class PixelModel(keras.Model):
                 the naive full recompute per pixel. All draw the same images.
 
         Returns:
-            [num, H, W, 1] float32 images in [0, 1].
+            [num, H, W, C] float32 images in [0, 1] (colour: each pixel's R, G, B drawn in
+            that order).
         """
         from genkeras.models.pixel import samplers  # TensorFlow only when sampling
 
@@ -272,7 +296,7 @@ class PixelModel(keras.Model):
         """Keeps the first `rows` rows of `images` as given and samples the rest.
 
         Returns:
-            [N, H, W, 1]: rows < `rows` equal the input exactly; the others are samples.
+            [N, H, W, C]: rows < `rows` equal the input exactly; the others are samples.
         """
         from genkeras.models.pixel import samplers
 
@@ -288,4 +312,5 @@ class PixelModel(keras.Model):
             "num_layers": self.num_layers,
             "kernel_size": self.kernel_size,
             "hidden": self.hidden,
+            "levels": self.levels,
         }

@@ -9,9 +9,13 @@ Two stacks run side by side:
   right one column (mask A) and later (1, k//2 + 1) convolutions are padded on the left
   (mask B). Each layer adds a 1x1 projection of the vertical stack into the horizontal one.
 
-The union covers everything above and to the left (no blind spot). Each gated block computes
-tanh(a) * sigmoid(b) (plus a per-layer label projection when class-conditional); the horizontal
-stack has residual connections. Output: per-pixel Bernoulli logits or 256-way logits.
+The union covers everything above and to the left (no blind spot). Colour (RGB): a 1x1 mask A
+layer adds the current pixel's earlier channels to the horizontal stack; the horizontal taps
+at the current pixel, the 1x1 layers and the head are channel-group masked (mask B), so the
+logits of R, G, B see the pixel's channels before R, G, B (see `channels.py`). Each gated
+block computes tanh(a) * sigmoid(b) (plus a per-layer label projection when
+class-conditional); the horizontal stack has residual connections. Output: per-pixel (per
+channel) Bernoulli logits or 256-way logits.
 
 Sampling (see samplers.py) uses the per-pixel cache (Ramachandran et al., 2017): `row_step`
 runs the vertical stack on one new row from what the cache keeps of the rows above, and
@@ -23,6 +27,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from genkeras.models.pixel import channels
 from genkeras.models.pixel.base import (
     PixelModel,
     down_shift,
@@ -38,7 +43,7 @@ class PixelCNN(PixelModel):
     """Gated PixelCNN with optional class conditioning.
 
     Args:
-        image_shape: (height, width, 1).
+        image_shape: (height, width, 1), or (height, width, 3): R, G, B in that order.
         latent_dim: ignored (pixel models have no latent); accepted for the registry.
         filters: channels of each stack.
         num_layers: gated blocks after the first (mask A) layer.
@@ -52,6 +57,8 @@ class PixelCNN(PixelModel):
     >>> model(np.zeros((2, 4, 4, 1))).shape
     (2, 4, 4, 1)
     """
+
+    colour = True
 
     def __init__(
         self,
@@ -75,14 +82,22 @@ class PixelCNN(PixelModel):
 
         self.v_in = layers.Conv2D(p, self.v_first_kernel, name="v_in")
         self.h_in = layers.Conv2D(p, (1, self.h_first_kernel), name="h_in")
+        c = self.channels
+        if c > 1:  # the current pixel's earlier channels (mask A); h_in sees the pixels left
+            self.h_self = channels.conv(p, 1, c, "A", (0, 0), "h_self", use_bias=False)
         self.v_to_h_in = layers.Conv2D(p, 1, name="v_to_h_in")
         self.v_convs, self.h_convs, self.v_to_h, self.h_out = [], [], [], []
         self.v_cond, self.h_cond = [], []
         for index in range(self.num_layers):
             self.v_convs.append(layers.Conv2D(2 * p, self.v_kernel, name=f"v_conv_{index}"))
-            self.h_convs.append(layers.Conv2D(2 * p, (1, self.h_kernel), name=f"h_conv_{index}"))
+            self.h_convs.append(
+                channels.conv(
+                    *(2 * p, (1, self.h_kernel), c, "B", (0, self.h_kernel - 1)),
+                    *(f"h_conv_{index}", (1, 2)),
+                )
+            )
             self.v_to_h.append(layers.Conv2D(2 * p, 1, name=f"v_to_h_{index}"))
-            self.h_out.append(layers.Conv2D(p, 1, name=f"h_out_{index}"))
+            self.h_out.append(channels.conv(p, 1, c, "B", (0, 0), f"h_out_{index}"))
             if self.conditional:
                 self.v_cond.append(layers.Dense(2 * p, use_bias=False, name=f"v_cond_{index}"))
                 self.h_cond.append(layers.Dense(2 * p, use_bias=False, name=f"h_cond_{index}"))
@@ -110,6 +125,8 @@ class PixelCNN(PixelModel):
     def horizontal(self, rows, context):
         """Horizontal stack and output head on whole rows (row-local given `context`)."""
         h = self.h_in(pad_right(right_shift(rows), self.h_first_kernel)) + context[0]
+        if self.channels > 1:
+            h = h + self.h_self(rows)
         for index in range(self.num_layers):
             h_pre = self.h_convs[index](pad_right(h, self.h_kernel)) + context[index + 1]
             h = h + self.h_out[index](gate(h_pre))
@@ -147,10 +164,15 @@ class PixelCNN(PixelModel):
         """
         cond, dtype = self.label_features(labels), self.v_in.compute_dtype
         width, p, (kh1, kw1) = self.image_shape[1], self.filters, self.v_first_kernel
+        c = self.channels
         mask = ops.cast(ops.arange(width + 1) < width, dtype)[None, :, None]  # [1, W + 1, 1]
-        v_in = ops.reshape(_kernel(self.v_in), (kh1 * kw1, p))  # rows (row, tap)
+        v_in = _kernel(self.v_in)  # [kh1, kw1, C, p]
+        if c > 1:  # the windows' rows are (row, channel, tap)
+            v_in = ops.transpose(v_in, (0, 2, 1, 3))
+        v_in = ops.reshape(v_in, (kh1 * c * kw1, p))  # rows (row, channel, tap)
         v_in = ops.concatenate([v_in, _centre(_vector(self.v_in), kw1)], axis=0)
-        v_in = ops.concatenate([v_in, _centre_column((kh1 + 1) * kw1, kw1, 1.0, dtype)], axis=1)
+        ones = _centre_column((kh1 * c + 1) * kw1, kw1, 1.0, dtype)
+        v_in = ops.concatenate([v_in, ones], axis=1)
         bias = _vector(self.h_in) + _vector(self.v_to_h_in)
         to_h = [ops.concatenate([_kernel(self.v_to_h_in)[0, 0], bias[None]], axis=0)]  # [p + 1, p]
         v_cond, zero = [], ops.zeros((1, 2 * p), dtype)
@@ -166,14 +188,15 @@ class PixelCNN(PixelModel):
         h_convs = [ops.reshape(_kernel(layer), (-1, 2 * p)) for layer in self.h_convs]
         return {
             "ones": ops.broadcast_to(mask, (1, width + 1, batch)),
-            "v_in": v_in,  # [(kh1 + 1) * kw1, p + 1]
+            "v_in": v_in,  # [(kh1 * C + 1) * kw1, p + 1]
             "v_convs": [_vertical(layer) for layer in self.v_convs],
             "v_cond": v_cond or None,
             "v_to_h": to_h,
             "h_cond": None
             if cond is None
             else [ops.transpose(ops.cast(layer(cond), dtype))[:, None] for layer in self.h_cond],
-            "h_in": ops.reshape(_kernel(self.h_in), (self.h_first_kernel, p)),
+            "h_in": ops.reshape(_kernel(self.h_in), (self.h_first_kernel * c, p)),  # (tap, ch)
+            "h_self": _kernel(self.h_self)[0, 0] if c > 1 else None,  # [C, p], mask A
             "h_convs": h_convs,  # [taps * p, 2p]: the columns j-k+1..j
             "h_out": [(_kernel(layer)[0, 0], _column(layer)) for layer in self.h_out],
             "head": (_kernel(self.head)[0, 0], _column(self.head)),
@@ -185,20 +208,20 @@ class PixelCNN(PixelModel):
 
         Returns:
             (rows, pending): the encoded rows above that the first kernel still needs,
-            [kh1 - 1, W + 1, N], and per gated layer what the rows above add to this and the
-            next rows, [(kh - 1) * (2p + 3), W + 1, N].
+            [(kh1 - 1) * C, W + 1, N] (rows (row, channel)), and per gated layer what the
+            rows above add to this and the next rows, [(kh - 1) * (2p + 3), W + 1, N].
         """
         width, (kh1, _), (kh, _) = self.image_shape[1], self.v_first_kernel, self.v_kernel
         dtype, rows = self.v_in.compute_dtype, (kh - 1) * (2 * self.filters + 3)
         pending = [ops.zeros((rows, width + 1, batch), dtype) for _ in range(self.num_layers)]
-        return ops.zeros((kh1 - 1, width + 1, batch), dtype), pending
+        return ops.zeros(((kh1 - 1) * self.channels, width + 1, batch), dtype), pending
 
     def row_step(self, cache, above, constants):
         """The vertical stack on one row, from what the cache keeps of the rows above.
 
         Args:
             cache: `row_cache` or the cache the previous step returned.
-            above: the previous row, encoded, [W, N] (zeros above row 0).
+            above: the previous row, encoded, [C, W, N] (zeros above row 0; [W, N] when C = 1).
             constants: `cache_constants`.
 
         Returns:
@@ -209,7 +232,8 @@ class PixelCNN(PixelModel):
         rows, pending = cache
         width, p, block = self.image_shape[1], self.filters, 2 * self.filters + 3
         (_, kw1), (kh, kw) = self.v_first_kernel, self.v_kernel
-        above = ops.pad(ops.cast(above, rows.dtype), [[0, 1], [0, 0]])[None]
+        above = ops.cast(above, rows.dtype)
+        above = ops.pad(above[None] if len(above.shape) == 2 else above, [[0, 0], [0, 1], [0, 0]])
         window = ops.concatenate([rows, above, constants["ones"]], axis=0)
         v = _mm(constants["v_in"], _windows(window, kw1, width))  # [p + 1, (W + 1) * N]
         context, next_pending = [_mm(constants["v_to_h"][0], v)], []
@@ -234,39 +258,49 @@ class PixelCNN(PixelModel):
             a, b, _ = ops.split(v_pre, [p + 1, 2 * p + 2], axis=0)
             v = ops.tanh(a) * ops.sigmoid(b)  # [v; 1], column W stays zeros
         shape = (p + 2 * p * self.num_layers, width + 1, ops.shape(rows)[-1])
-        return ops.reshape(ops.concatenate(context, axis=0), shape), (window[1:-1], next_pending)
+        return ops.reshape(ops.concatenate(context, axis=0), shape), (
+            window[self.channels : -1],
+            next_pending,
+        )
 
     def pixel_start(self, batch):
         """The horizontal stack's cache at column 0 (zeros: the causal padding).
 
         Returns:
             (pixels, lefts): the encoded pixels to the left that the first kernel sees,
-            [kw1, N], and per gated layer its inputs in the columns to the left,
-            [(taps - 1) * p, N].
+            [kw1 * C, N] (rows (column, channel)), and per gated layer its inputs in the
+            columns to the left, [(taps - 1) * p, N].
         """
         dtype, p, taps = self.h_in.compute_dtype, self.filters, self.h_kernel
         lefts = [ops.zeros(((taps - 1) * p, batch), dtype) for _ in range(self.num_layers)]
-        return ops.zeros((self.h_first_kernel, batch), dtype), lefts
+        return ops.zeros((self.h_first_kernel * self.channels, batch), dtype), lefts
 
-    def pixel_step(self, cache, columns, j, previous, constants):
+    def pixel_step(self, cache, columns, j, previous, constants, current=None):
         """The horizontal stack and the head at one pixel: only what that pixel changes.
 
         Args:
             cache: `pixel_start` or the cache the previous step returned.
             columns: `row_step`'s columns for this row, [p + num_layers * 2p, W + 1, N].
             j: the column (int32 scalar).
-            previous: the encoded pixel to the left [N, 1] (zeros at column 0).
+            previous: the encoded pixel to the left [N, C] (zeros at column 0).
             constants: `cache_constants`.
+            current: colour only: this pixel's channels drawn so far, encoded, [N, C]; the
+                logits of channel c are exact once channels < c are in it, and the returned
+                cache once all but the last are (mask A never lets the last one in).
 
         Returns:
             (logits [N, out_channels], cache for the next column).
         """
         pixels, lefts = cache
         p = self.filters
-        previous = ops.reshape(ops.cast(previous, pixels.dtype), (1, -1))
-        pixels = ops.concatenate([pixels[1:], previous], axis=0)  # columns j-k..j-1
+        c = self.channels
+        previous = ops.cast(previous, pixels.dtype)
+        previous = ops.reshape(previous, (1, -1)) if c == 1 else ops.transpose(previous)
+        pixels = ops.concatenate([pixels[c:], previous], axis=0)  # columns j-k..j-1
         context = ops.split(columns[:, j], [p + 2 * p * n for n in range(self.num_layers)], 0)
         h = _mm(constants["h_in"], pixels) + context[0]
+        if c > 1:
+            h = h + _mm(constants["h_self"], ops.transpose(ops.cast(current, pixels.dtype)))
         next_lefts = []
         for index in range(self.num_layers):
             window = ops.concatenate([lefts[index], h], axis=0)  # columns j-k+1..j
@@ -283,8 +317,10 @@ class PixelCNN(PixelModel):
 
 
 def _kernel(layer):
-    """A layer's kernel in its compute dtype (as the layer itself computes)."""
-    return ops.cast(layer.kernel, layer.compute_dtype)
+    """A layer's kernel in its compute dtype (as the layer itself computes), channel-group
+    masked where the layer is (colour)."""
+    kernel = layer.masked_kernel() if hasattr(layer, "masked_kernel") else layer.kernel
+    return ops.cast(kernel, layer.compute_dtype)
 
 
 def _vector(layer):

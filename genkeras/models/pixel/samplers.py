@@ -3,10 +3,11 @@
 Sampling is pixel by pixel in raster order, inside TensorFlow graphs (`tf.while_loop`), so the
 same code runs eagerly, under `tf.function` and inside an exported SavedModel (no XLA).
 
-Three samplers draw the same images for the same seed: pixel t = row * W + column uses the
-stateless uniform draws keyed by `(seed, t)` in all of them, and their logits agree up to
-float rounding (a draw within rounding of its threshold could in principle tell them apart;
-`test_pixel_models.py` pins the images equal, shipped-size model included):
+Three samplers draw the same images for the same seed: channel c of pixel t = row * W + column
+(C channels; colour draws a pixel's R, then G, then B) is draw s = t * C + c, which uses the
+stateless uniform draws keyed by `(seed, s)` in all of them (s = t for grayscale), and their
+logits agree up to float rounding (a draw within rounding of its threshold could in principle
+tell them apart; `test_pixel_models.py` pins the images equal, shipped-size model included):
 
 * naive (`fast=False`): recomputes the whole network on the whole image for each of the H*W
   pixels;
@@ -50,54 +51,55 @@ def _temperature(temperature):
 
 
 def _pick(model, logits, noise, temperature):
-    """One pixel for every image from its logits [N, 1] or [N, 1, 256], `_noise` and the
-    `_temperature`: values [N, 1] in [0, 1]."""
+    """One channel of a pixel for every image from its logits [N, 1] or [N, 1, levels],
+    `_noise` and the `_temperature`: values [N, 1] in [0, 1]."""
     logits = tf.cast(logits, tf.float32) / temperature
     if model.likelihood == "bernoulli":
         return tf.cast(noise < tf.sigmoid(logits), tf.float32)
     index = tf.argmax(logits - noise, axis=-1, output_type=tf.int32)
-    return tf.cast(index, tf.float32) / 255.0
+    return tf.cast(index, tf.float32) / float(model.levels - 1)
 
 
 def _draw(model, logits, seed, step, temperature):
-    """One pixel for every image: logits [N, 1] or [N, 1, 256] -> values [N, 1] in [0, 1]."""
+    """One channel for every image: logits [N, 1] or [N, 1, levels] -> values [N, 1]."""
     noise = _noise(model, tf.shape(logits), seed, step)
     return _pick(model, logits, noise, _temperature(temperature))
 
 
 def _loop_naive(model, x, start_row, seed, temperature, labels):
-    height, width, _ = model.image_shape
+    height, width, channels = model.image_shape
+    size = height * width * channels
 
-    def body(t, x):
+    def body(s, x):  # draw s: channel s % C of pixel s // C
         logits = model.logits(x, labels)
+        t, c = s // channels, s % channels
         i, j = t // width, t % width
-        value = _draw(model, logits[:, i, j], seed, t, temperature)
-        mask = tf.reshape(tf.one_hot(t, height * width), [1, height, width, 1])
-        return t + 1, x * (1.0 - mask) + mask * value[:, None, None, :]
+        value = _draw(model, logits[:, i, j, c][:, None], seed, s, temperature)
+        mask = tf.reshape(tf.one_hot(s, size), [1, height, width, channels])
+        return s + 1, x * (1.0 - mask) + mask * value[:, None, None, :]
 
-    _, x = tf.while_loop(
-        lambda t, x: t < height * width, body, [start_row * width, x], parallel_iterations=1
-    )
+    start = [start_row * width * channels, x]
+    _, x = tf.while_loop(lambda s, x: s < size, body, start, parallel_iterations=1)
     return x
 
 
 def _loop_rows(model, x, start_row, seed, temperature, labels):
-    height, width, _ = model.image_shape
+    height, width, channels = model.image_shape
+    size = width * channels
 
     def row_body(i, x):
         context = model.vertical(model.encode_input(x), labels)  # rows < i only matter
         context_row = [c[:, i : i + 1] for c in context]
         row = x[:, i : i + 1]
 
-        def pixel_body(j, row):
+        def pixel_body(k, row):  # draw k of the row: channel k % C of column k // C
             logits = model.horizontal(model.encode_input(row), context_row)
-            value = _draw(model, logits[:, 0, j], seed, i * width + j, temperature)
-            mask = tf.reshape(tf.one_hot(j, width), [1, 1, width, 1])
-            return j + 1, row * (1.0 - mask) + mask * value[:, None, None, :]
+            j, c = k // channels, k % channels
+            value = _draw(model, logits[:, 0, j, c][:, None], seed, i * size + k, temperature)
+            mask = tf.reshape(tf.one_hot(k, size), [1, 1, width, channels])
+            return k + 1, row * (1.0 - mask) + mask * value[:, None, None, :]
 
-        _, row = tf.while_loop(
-            lambda j, row: j < width, pixel_body, [0, row], parallel_iterations=1
-        )
+        _, row = tf.while_loop(lambda k, row: k < size, pixel_body, [0, row], parallel_iterations=1)
         row_mask = tf.reshape(tf.one_hot(i, height), [1, height, 1, 1])
         return i + 1, x * (1.0 - row_mask) + row_mask * row
 
@@ -107,39 +109,60 @@ def _loop_rows(model, x, start_row, seed, temperature, labels):
 
 def _loop_pixels(model, x, start_row, seed, temperature, labels):
     """Rows from `start_row` on, each pixel from the model's cache steps; rows above it as
-    given (they only feed the vertical stack's cache). Rows travel as [W, N]."""
-    height, width, _ = model.image_shape
+    given (they only feed the vertical stack's cache). Rows travel as [C, W, N] (the steps of
+    a grayscale model take [W, N]). Colour: each pixel's channels in turn, by C calls of
+    `pixel_step` with the channels drawn so far (`current`)."""
+    height, width, channels = model.image_shape
     batch = tf.shape(x)[0]
     constants = model.cache_constants(batch, labels)  # weights read once, outside the loops
-    shape = [batch, 1] if model.likelihood == "bernoulli" else [batch, 1, model.out_channels]
+    per_channel = model.out_channels // channels
+    shape = [batch, 1] if model.likelihood == "bernoulli" else [batch, 1, per_channel]
     temperature = _temperature(temperature)
-    given = tf.transpose(x[..., 0], [1, 2, 0])  # rows [W, N], as the steps take them
+    given = tf.transpose(x, [1, 3, 2, 0])  # rows [C, W, N]
+
+    def above_of(row):
+        return model.encode_input(row[0] if channels == 1 else row)
 
     def sample_row(i, columns):
-        # The whole row's randomness at once, each pixel's exactly as the naive loop's.
-        noise = tf.stack([_noise(model, shape, seed, i * width + j) for j in range(width)])
+        # The whole row's randomness at once, each draw's exactly as the naive loop's.
+        steps = range(width * channels)
+        noise = tf.stack([_noise(model, shape, seed, i * width * channels + k) for k in steps])
 
         def pixel_body(j, cache, previous, values):
-            logits, cache = model.pixel_step(cache, columns, j, previous, constants)
-            value = _pick(model, tf.reshape(logits, shape), noise[j], temperature)
-            return j + 1, cache, model.encode_input(value), values.write(j, value)
+            if channels == 1:
+                logits, cache = model.pixel_step(cache, columns, j, previous, constants)
+                value = _pick(model, tf.reshape(logits, shape), noise[j], temperature)
+                return j + 1, cache, model.encode_input(value), values.write(j, value)
+            drawn, picked, before = [], [], cache
+            for c in range(channels):  # R, then G, then B: each sees the ones before it
+                current = tf.concat([*drawn, tf.zeros([batch, channels - c])], axis=1)
+                logits, cache = model.pixel_step(before, columns, j, previous, constants, current)
+                logits = tf.reshape(logits, [batch, channels, -1])[:, c : c + 1]
+                value = _pick(
+                    model, tf.reshape(logits, shape), noise[j * channels + c], temperature
+                )
+                picked.append(value)
+                drawn.append(model.encode_input(value))
+            value = tf.concat(picked, axis=1)
+            return j + 1, cache, tf.concat(drawn, axis=1), values.write(j, value)
 
-        start = [0, model.pixel_start(batch), tf.zeros([batch, 1])]
-        values = tf.TensorArray(tf.float32, size=width, element_shape=[None, 1])
+        start = [0, model.pixel_start(batch), tf.zeros([batch, channels])]
+        values = tf.TensorArray(tf.float32, size=width, element_shape=[None, channels])
         _, _, _, values = tf.while_loop(
             lambda j, *_: j < width, pixel_body, [*start, values], parallel_iterations=1
         )
-        return tf.reshape(values.stack(), [width, batch])
+        return tf.transpose(values.stack(), [2, 0, 1])  # [C, W, N]
 
     def row_body(i, rows, above, cache):
         columns, cache = model.row_step(cache, above, constants)
         row = tf.cond(i >= start_row, lambda: sample_row(i, columns), lambda: given[i])
-        return i + 1, rows.write(i, row), model.encode_input(row), cache
+        return i + 1, rows.write(i, row), above_of(row), cache
 
-    rows = tf.TensorArray(tf.float32, size=height, element_shape=[width, None])
-    start = [0, rows, tf.zeros([width, batch]), model.row_cache(batch)]
+    rows = tf.TensorArray(tf.float32, size=height, element_shape=[channels, width, None])
+    above = tf.zeros([width, batch] if channels == 1 else [channels, width, batch])
+    start = [0, rows, above, model.row_cache(batch)]
     _, rows, _, _ = tf.while_loop(lambda i, *_: i < height, row_body, start, parallel_iterations=1)
-    return tf.transpose(rows.stack(), [2, 0, 1])[..., None]
+    return tf.transpose(rows.stack(), [3, 0, 2, 1])  # [N, H, W, C]
 
 
 LOOPS = {"naive": _loop_naive, "rows": _loop_rows, "pixels": _loop_pixels}
