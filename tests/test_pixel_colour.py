@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import call_signatures_in_fresh_tensorflow
-from test_pixel_models import randomize_biases
+from test_pixel_models import randomize_biases, saved_and_loaded
 
 from genkeras import data
 from genkeras.export import export_model
@@ -139,14 +139,8 @@ def test_keras_round_trip(tmp_path):
     model = colour((3, 3, 3), num_classes=2, levels=16)
     images = np.random.default_rng(0).random((2, 3, 3, 3)).astype(np.float32)
     labels = np.array([0, 1], np.int32)
-    model.save(tmp_path / "m.keras")
-    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    loaded = saved_and_loaded(model, images, labels, tmp_path)
     assert type(loaded) is PixelCNN and loaded.levels == 16 and loaded.image_shape[-1] == 3
-    np.testing.assert_allclose(
-        loaded.log_prob(images, labels)["log_prob"],
-        model.log_prob(images, labels)["log_prob"],
-        rtol=1e-6,
-    )
     np.testing.assert_array_equal(
         loaded.sample(2, 3, labels=labels).numpy(), model.sample(2, 3, labels=labels).numpy()
     )

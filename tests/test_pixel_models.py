@@ -215,19 +215,25 @@ def test_pixel_cache_draws_the_naive_images_at_the_shipped_size():
     assert 0.05 < fast.mean() < 0.95  # real samples, not a constant image
 
 
-@pytest.mark.parametrize("cls", [PixelCNN, PixelRNN])
-def test_keras_round_trip(cls, tmp_path):
-    model = build(cls, (4, 4, 1), "categorical", num_classes=2)
-    images = np.random.default_rng(0).random((2, 4, 4, 1)).astype(np.float32)
-    labels = np.array([0, 1], np.int32)
+def saved_and_loaded(model, images, labels, tmp_path):
+    """`model` saved as .keras and loaded again, once its `log_prob` of `images` matched."""
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
-    assert type(loaded) is cls and loaded.likelihood == "categorical"
     np.testing.assert_allclose(
         loaded.log_prob(images, labels)["log_prob"],
         model.log_prob(images, labels)["log_prob"],
         rtol=1e-6,
     )
+    return loaded
+
+
+@pytest.mark.parametrize("cls", [PixelCNN, PixelRNN])
+def test_keras_round_trip(cls, tmp_path):
+    model = build(cls, (4, 4, 1), "categorical", num_classes=2)
+    images = np.random.default_rng(0).random((2, 4, 4, 1)).astype(np.float32)
+    labels = np.array([0, 1], np.int32)
+    loaded = saved_and_loaded(model, images, labels, tmp_path)
+    assert type(loaded) is cls and loaded.likelihood == "categorical"
 
 
 def check_signatures_in_fresh_tensorflow(model, name, tmp_path) -> dict:

@@ -30,6 +30,24 @@ MAX_ELEMENTS = MAX_BYTES // 4
 # pixelcnn samples this many images (its in-graph cap) in well over 10 s on 2 CPU cores: long
 # enough to hold workers busy and to run past a deadline.
 SLOW_NUM = 1316
+
+
+def slow_sample_request(seed):
+    """A gRPC PredictRequest for pixelcnn's `sample` of SLOW_NUM images."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name, request.model_spec.signature_name = "pixelcnn", "sample"
+    for key, value in (
+        ("num", np.int32(SLOW_NUM)),
+        ("seed", np.int32(seed)),
+        ("temperature", np.float32(1)),
+    ):
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(np.asarray(value)))
+    return request
+
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
@@ -300,18 +318,7 @@ def test_beyond_the_queue_rest_answers_503_and_grpc_resource_exhausted_at_once(s
     assert rest(server, "GET", "/v1/models/conv_ae")[0] == 200
 
     # gRPC: 2 workers busy with pixelcnn samples + 2 queued; the next is refused at once
-    from tensorflow_serving.apis import predict_pb2
-
-    sample = predict_pb2.PredictRequest()
-    sample.model_spec.name, sample.model_spec.signature_name = "pixelcnn", "sample"
-    import tensorflow as tf
-
-    for key, value in (
-        ("num", np.int32(SLOW_NUM)),
-        ("seed", np.int32(0)),
-        ("temperature", np.float32(1)),
-    ):
-        sample.inputs[key].CopyFrom(tf.make_tensor_proto(np.asarray(value)))
+    sample = slow_sample_request(seed=0)
     codes = []
 
     def busy():
@@ -368,17 +375,7 @@ def test_a_request_past_its_deadline_answers_504_and_its_work_stops(server):
     assert cpu_seconds(server["pid"]) - before < 0.6, "the sample ran on after its 504"
 
     # gRPC: the client's deadline stops the work the same way
-    import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2
-
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name, request.model_spec.signature_name = "pixelcnn", "sample"
-    for key, value in (
-        ("num", np.int32(SLOW_NUM)),
-        ("seed", np.int32(1)),
-        ("temperature", np.float32(1)),
-    ):
-        request.inputs[key].CopyFrom(tf.make_tensor_proto(np.asarray(value)))
+    request = slow_sample_request(seed=1)
     with pytest.raises(grpc.RpcError) as info:
         stub(server).Predict(request, timeout=1.5)
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
