@@ -279,11 +279,16 @@ def _pixel_view(options):
     )
 
 
-def _pixel_check(colour):
-    """The check of a pixel model: `levels` in range, and colour data only where the model
-    orders a pixel's channels (`colour`)."""
+def _pixel_check(colour, conditional=False):
+    """The check of a pixel model: `levels` in range, colour data only where the model orders a
+    pixel's channels (`colour`), and at least two labels for a `conditional` one."""
 
     def check(options, image_shape):
+        if conditional and options["num_classes"] < 2:
+            raise ValueError(
+                f"--num-classes must be >= 2 for a class-conditional model, got "
+                f"{options['num_classes']} (use --model pixelcnn for an unconditional one)."
+            )
         if not 2 <= options["levels"] <= 256:
             raise ValueError(f"--levels must be in [2, 256], got {options['levels']}.")
         if image_shape[-1] != 1 and not colour:
@@ -315,6 +320,25 @@ register(
         options=_PIXEL_OPTIONS,
         check=_pixel_check(colour=True),
         **PIXEL_COMMON,
+    )
+)
+register(
+    ModelSpec(
+        name="cpixelcnn",
+        description="Class-conditional Gated PixelCNN p(x | y): exact likelihoods, labels by "
+        "Bayes' rule with a reject option.",
+        build=Ref("genkeras.models.pixel.conditional:ConditionalPixelCNN"),
+        options=tuple(
+            dataclasses.replace(option, default=10, help="number of labels (>= 2)")
+            if option.name == "num_classes"
+            else option
+            for option in _PIXEL_OPTIONS
+        ),
+        check=_pixel_check(colour=True, conditional=True),
+        **{
+            **PIXEL_COMMON,
+            "signatures": (*PIXEL_COMMON["signatures"], "label_posterior", "classify"),
+        },
     )
 )
 register(

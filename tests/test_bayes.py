@@ -1,5 +1,6 @@
 """Labels by Bayes' rule with a reject option (genkeras.models.bayes) and the `classify` /
-`label_posterior` signatures that TF Serving's Classify API runs."""
+`label_posterior` signatures that TF Serving's Classify API runs, for both conditional models:
+the cvae (importance-weighted log p(x | y)) and the class-conditional PixelCNN (exact)."""
 
 import numpy as np
 import pytest
@@ -7,16 +8,31 @@ from conftest import run_python
 
 from genkeras.evaluation.bayes import coverage_curve
 from genkeras.export import export_model
+from genkeras.models.pixel import ConditionalPixelCNN
 from genkeras.models.vae import ConditionalVAE
-from genkeras.registry import get_spec
+from genkeras.registry import spec_of_model
 
 
-@pytest.fixture(scope="module")
-def cvae():
-    model = ConditionalVAE((28, 28, 1), latent_dim=2, hidden_units=(16,), log_prob_samples=8)
+def build(name):
+    if name == "cvae":
+        return ConditionalVAE((28, 28, 1), latent_dim=2, hidden_units=(16,), log_prob_samples=8)
+    return ConditionalPixelCNN((28, 28, 1), filters=8, num_layers=2, hidden=8)
+
+
+@pytest.fixture(scope="module", params=["cvae", "cpixelcnn"])
+def model(request):
+    """A tiny conditional model with an uneven prior."""
+    model = build(request.param)
     model((np.zeros((1, 28, 28, 1), "float32"), np.zeros(1, "int32")))
     model.label_prior = tuple(np.linspace(1, 2, 10) / np.linspace(1, 2, 10).sum())
     return model
+
+
+def own_log_prob(model, images, labels):
+    """The model's own log p(x | y) (the cvae's importance samples keyed by seed 1)."""
+    if isinstance(model, ConditionalVAE):
+        return np.asarray(model.log_prob(images, labels, seed=1))
+    return np.asarray(model.log_prob(images, labels)["log_prob"])
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +40,10 @@ def images():
     return (np.random.default_rng(0).random((3, 28, 28, 1)) < 0.3).astype("float32")
 
 
-def test_posterior_is_bayes_rule(cvae, images):
-    log_px_y = np.asarray(cvae.class_log_likelihoods(images, seed=1), np.float64)
-    out = {k: np.asarray(v) for k, v in cvae.label_posterior(images, seed=1).items()}
-    log_joint = log_px_y + np.log(cvae.label_prior)
+def test_posterior_is_bayes_rule(model, images):
+    log_px_y = np.asarray(model.class_log_likelihoods(images, seed=1), np.float64)
+    out = {k: np.asarray(v) for k, v in model.label_posterior(images, seed=1).items()}
+    log_joint = log_px_y + np.log(model.label_prior)
     log_px = np.logaddexp.reduce(log_joint, axis=1)
     np.testing.assert_allclose(out["log_prob"], log_px, rtol=1e-5)
     np.testing.assert_allclose(out["probabilities"], np.exp(log_joint - log_px[:, None]), atol=1e-5)
@@ -35,24 +51,46 @@ def test_posterior_is_bayes_rule(cvae, images):
     np.testing.assert_array_equal(out["label"], log_joint.argmax(axis=1))
     # column y is the model's own log p(x | y): the same draws, labels laid out class-major
     tiled = np.tile(images, (10, 1, 1, 1))
-    own = np.asarray(cvae.log_prob(tiled, np.repeat(np.arange(10, dtype="int32"), 3), seed=1))
+    own = own_log_prob(model, tiled, np.repeat(np.arange(10, dtype="int32"), 3))
     np.testing.assert_allclose(log_px_y, own.reshape(10, 3).T, rtol=1e-6)
 
 
-def test_outliers_are_below_the_threshold(cvae, images):
-    log_px = np.asarray(cvae.label_posterior(images, seed=1)["log_prob"])
-    assert not np.asarray(cvae.label_posterior(images, seed=1)["outlier"]).any()  # uncalibrated
-    cvae.outlier_threshold = float(np.median(log_px))
+def test_outliers_are_below_the_threshold(model, images):
+    log_px = np.asarray(model.label_posterior(images, seed=1)["log_prob"])
+    assert not np.asarray(model.label_posterior(images, seed=1)["outlier"]).any()  # uncalibrated
+    model.outlier_threshold = float(np.median(log_px))
     try:
-        outlier = np.asarray(cvae.label_posterior(images, seed=1)["outlier"])
+        outlier = np.asarray(model.label_posterior(images, seed=1)["outlier"])
         np.testing.assert_array_equal(outlier, log_px < np.median(log_px))
     finally:
-        cvae.outlier_threshold = None
+        model.outlier_threshold = None
 
 
 def test_a_bad_prior_is_refused():
     with pytest.raises(ValueError, match="10 positive probabilities summing to 1"):
         ConditionalVAE((28, 28, 1), 2, label_prior=[0.5, 0.5])
+    with pytest.raises(ValueError, match="10 positive probabilities summing to 1"):
+        ConditionalPixelCNN((28, 28, 1), label_prior=[0.5, 0.5])
+    with pytest.raises(ValueError, match="num_classes >= 2"):
+        ConditionalPixelCNN((28, 28, 1), num_classes=0)
+
+
+def test_the_conditional_pixelcnn_keeps_its_calibration_through_keras_files(tmp_path):
+    import keras
+
+    model = build("cpixelcnn")  # a fresh one: the fixture's is shared
+    images = (np.random.default_rng(1).random((2, 28, 28, 1)) < 0.3).astype("float32")
+    model((images, np.zeros(2, "int32")))
+    model.label_prior = tuple(np.arange(1, 11) / 55)
+    model.outlier_threshold = -300.0
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert type(loaded) is ConditionalPixelCNN and spec_of_model(loaded).name == "cpixelcnn"
+    assert loaded.label_prior == model.label_prior and loaded.outlier_threshold == -300.0
+    for key in ("probabilities", "log_prob"):
+        np.testing.assert_allclose(
+            loaded.label_posterior(images)[key], model.label_posterior(images)[key], rtol=1e-6
+        )
 
 
 def test_coverage_curve():
@@ -61,14 +99,14 @@ def test_coverage_curve():
     np.testing.assert_allclose(accuracy, [1.0, 1.0, 2 / 3, 0.75])
 
 
-def test_classify_signature_in_a_fresh_tensorflow_process(cvae, images, tmp_path):
+def test_classify_signature_in_a_fresh_tensorflow_process(model, images, tmp_path):
     """TF Serving's Classify needs the method name in the SignatureDef: read it back from
     saved_model.pb and call the signature with serialized tf.Examples, TensorFlow only."""
-    cvae.outlier_threshold = -1e9
+    model.outlier_threshold = -1e9
     try:
-        path = export_model(cvae, get_spec("cvae"), tmp_path, version=1)
+        path = export_model(model, spec_of_model(model), tmp_path, version=1)
     finally:
-        cvae.outlier_threshold = None
+        model.outlier_threshold = None
     np.save(tmp_path / "images.npy", images)
     result = run_python(
         """

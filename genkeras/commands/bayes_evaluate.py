@@ -21,11 +21,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="genkeras bayes-evaluate", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("model", help="a trained conditional model saved as .keras (cvae)")
+    parser.add_argument(
+        "model", help="a trained conditional model saved as .keras (cvae, cpixelcnn)"
+    )
     parser.add_argument(
         "--num-samples",
         type=int,
-        help="importance samples per class (default: the model's export k)",
+        help="importance samples per class, VAEs only (default: the model's export k)",
     )
     parser.add_argument(
         "--limit", type=int, help="images per split, for quick looks (default: all)"
@@ -51,7 +53,10 @@ def main(argv=None) -> int:
 
     model = keras.saving.load_model(args.model)
     if not hasattr(model, "label_posterior"):
-        parser.error(f"{args.model} is a {type(model).__name__}, not a conditional model (cvae).")
+        parser.error(
+            f"{args.model} is a {type(model).__name__}, not a conditional model: train one "
+            "with train.py --model cvae or --model cpixelcnn."
+        )
     calibration = bayes.calibrate(model, args.num_samples, args.limit)
     report = bayes.evaluate(model, args.num_samples, args.limit)
     picture = bayes_classifier_figure(report, args.picture)

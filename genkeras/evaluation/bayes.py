@@ -80,7 +80,7 @@ def evaluate(model, num_samples=None, limit=None, classifier=None) -> dict:
 
     Args:
         model: a calibrated conditional model (`calibrate` first).
-        num_samples: importance samples per class (default: the model's export setting).
+        num_samples: importance samples per class (VAEs; default: the model's export setting).
         limit: images per split (quick runs); None for the whole splits.
         classifier: the discriminative MNIST classifier (default: the shipped one).
 
@@ -108,6 +108,7 @@ def evaluate(model, num_samples=None, limit=None, classifier=None) -> dict:
             "mnist_test": int(len(correct)),
             "fashion_mnist_test": int(len(fashion["label"])),
         },
+        # None for the pixel models: their log p(x | y) is exact
         "importance_samples_per_class": num_samples or getattr(model, "log_prob_samples", None),
         "label_prior": list(model.label_prior),
         "outlier_threshold_nats": model.outlier_threshold,

@@ -5,13 +5,14 @@ Nothing here imports from outside `genkeras.models`."""
 
 from genkeras.models.autoencoders import Autoencoder, ConvAutoencoder, DenseAutoencoder
 from genkeras.models.pca import PCA
-from genkeras.models.pixel import DiagonalBiLSTM, PixelCNN, PixelRNN
+from genkeras.models.pixel import ConditionalPixelCNN, DiagonalBiLSTM, PixelCNN, PixelRNN
 from genkeras.models.seeds import StatelessSeed
 from genkeras.models.vae import VAE, ConditionalVAE, ConvVAE, DenseVAE
 
 __all__ = [
     "PCA",
     "PixelCNN",
+    "ConditionalPixelCNN",
     "PixelRNN",
     "DiagonalBiLSTM",
     "Autoencoder",
