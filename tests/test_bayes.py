@@ -2,9 +2,13 @@
 `label_posterior` signatures that TF Serving's Classify API runs, for both conditional models:
 the cvae (importance-weighted log p(x | y)) and the class-conditional PixelCNN (exact)."""
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
-from conftest import run_python
+from conftest import ROOT, run_python
 
 from genkeras.evaluation.bayes import coverage_curve
 from genkeras.export import export_model
@@ -151,3 +155,47 @@ def test_classify_signature_in_a_fresh_tensorflow_process(model, images, tmp_pat
     np.testing.assert_allclose(out["scores"], out["probabilities"], atol=1e-6)
     np.testing.assert_allclose(np.sum(out["scores"], axis=1), 1, atol=1e-5)
     assert out["outlier"] == [False] * 3 and out["label_dtype"] == "int32"
+
+
+@pytest.mark.slow
+def test_bayes_evaluate_calibrates_measures_and_exports_a_conditional_pixelcnn(tmp_path):
+    """The command on a tiny untrained cpixelcnn and 10 images per split: the calibration
+    lands in the report, the `.keras` file and the export's card, beside the run's metrics."""
+    model = build("cpixelcnn")
+    model((np.zeros((1, 28, 28, 1), "float32"), np.zeros(1, "int32")))
+    model.save(tmp_path / "cpixelcnn.keras")
+    (tmp_path / "metrics.json").write_text(json.dumps({"metrics": {"test_nll_nats": 500.0}}))
+    command = [sys.executable, "-m", "genkeras.cli", "bayes-evaluate"]
+    result = subprocess.run(
+        command
+        + [str(tmp_path / "cpixelcnn.keras"), "--limit", "10", "--out", str(tmp_path / "r.json")]
+        + ["--picture", str(tmp_path / "b.png"), "--save-keras", str(tmp_path / "cal.keras")]
+        + ["--export-dir", str(tmp_path / "exports"), "--version", "3"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["model"] == "ConditionalPixelCNN" and report["images"]["mnist_test"] == 10
+    assert 0 <= report["accuracy"] <= 1 and report["importance_samples_per_class"] is None
+    card = json.loads((tmp_path / "exports" / "cpixelcnn" / "3" / "model_card.json").read_text())
+    assert card["metrics"] == {"test_nll_nats": 500.0}  # the run's figures stay
+    assert card["outlier_threshold"] == report["outlier_threshold_nats"]
+    assert "label_posterior" in card["signatures"] and "classify" in card["signatures"]
+    import keras
+
+    calibrated = keras.saving.load_model(tmp_path / "cal.keras")
+    assert calibrated.outlier_threshold == report["outlier_threshold_nats"]
+    np.testing.assert_allclose(calibrated.label_prior, report["label_prior"])
+    assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+
+    plain = subprocess.run(
+        command + [str(ROOT / "genkeras" / "pretrained" / "pixelcnn.keras")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert plain.returncode == 2 and "not a conditional model" in plain.stderr

@@ -256,14 +256,18 @@ def test_model_without_latent(page, server):
     assert not page.errors, page.errors
 
 
-# -- the classify panel: the cvae's p(y | x) beside the discriminative classifier ----------------
+# -- the classify panel: a conditional model's p(y | x) beside the discriminative classifier ---
 
 
-@pytest.fixture(scope="module")
-def classify_server(tmp_path_factory):
-    """The shipped cvae (its newest version: `label_posterior`, an outlier threshold calibrated
-    on validation digits) and the shipped discriminative classifier, on their own server."""
-    names = ("cvae", "mnist_classifier")
+@pytest.fixture(scope="module", params=["cvae", "cpixelcnn"])
+def classify_server(request, tmp_path_factory):
+    """A shipped conditional model (its newest version: `label_posterior`, an outlier threshold
+    calibrated on validation digits) and the shipped discriminative classifier, on their own
+    server. Yields the port, the bundled data and the model's name."""
+    model = request.param
+    names = (model, "mnist_classifier")
+    if not (SAVEDMODELS / model).exists():
+        pytest.skip(f"no {model} SavedModel")
     if not (SAVEDMODELS / "mnist_classifier" / "1").exists():
         pytest.skip("no mnist_classifier SavedModel (genkeras/serving/explorer/classifier.py)")
     work = tmp_path_factory.mktemp("explorer_classify")
@@ -280,11 +284,11 @@ def classify_server(tmp_path_factory):
     args = ["--model_config_file", config, "--port", 0, "--rest_api_port", port, "--no_warmup"]
     ready = lambda: all(get(port, f"/v1/models/{m}")[0] == 200 for m in names)  # noqa: E731
     with genkeras_server(args, work, ready):
-        metadata = json.loads(get(port, "/v1/models/cvae/metadata")[2])
+        metadata = json.loads(get(port, f"/v1/models/{model}/metadata")[2])
         if "label_posterior" not in metadata["metadata"]["signature_def"]["signature_def"]:
-            pytest.skip("the shipped cvae has no label_posterior signature (export it again)")
+            pytest.skip(f"the shipped {model} has no label_posterior signature (export it again)")
         data = json.loads(get(port, "/static/explorer_data.json")[2])
-        yield port, data
+        yield port, data, model
 
 
 def post(port, path, body):
@@ -314,19 +318,19 @@ def classify_click(page, button):
 def test_classify_panel(classify_server, browser, shots):
     import numpy as np
 
-    port, data = classify_server
+    port, data, model = classify_server
     context = browser.new_context(viewport={"width": 1500, "height": 1500})
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    open_page(page, port, "cvae")
+    open_page(page, port, model)
     # the classifier is served for the panel, not offered as a model to explore
-    assert page.eval_on_selector_all("#model option", "o => o.map(x => x.value)") == ["cvae"]
+    assert page.eval_on_selector_all("#model option", "o => o.map(x => x.value)") == [model]
     assert "disabled" not in (page.get_attribute("#classify-section", "class") or "")
 
     verdict, text, posterior, softmax = classify_click(page, "#classify-base")
     digit = data["digits"][0]
-    assert verdict == str(digit["label"]), text  # the calibrated cvae reads test digit 0
+    assert verdict == str(digit["label"]), text  # the calibrated model reads test digit 0
     assert text.startswith(f"digit 0: {digit['label']} · p(y = {digit['label']} | x) =")
     assert int(np.argmax(softmax)) == digit["label"]
     np.testing.assert_allclose([sum(posterior), sum(softmax)], 1, atol=1e-5)
@@ -334,7 +338,7 @@ def test_classify_panel(classify_server, browser, shots):
     pixels = np.asarray(digit["pixels"], np.float32) / np.float32(255)
     image = (np.floor(pixels.astype(np.float64) * 1000 + 0.5) / 1000).reshape(1, 28, 28, 1)
     body = {"signature_name": "label_posterior", "inputs": {"images": image.tolist()}}
-    status, answer = post(port, "/v1/models/cvae:predict", body)
+    status, answer = post(port, f"/v1/models/{model}:predict", body)
     assert status == 200, answer
     np.testing.assert_allclose(posterior, answer["outputs"]["probabilities"][0], atol=1e-6)
     body = {"inputs": {"images": image.tolist()}}
@@ -353,6 +357,6 @@ def test_classify_panel(classify_server, browser, shots):
     page.mouse.up()
     verdict, text, posterior, softmax = classify_click(page, "#classify-draw")
     assert text.startswith("drawing: ") and verdict in [*map(str, range(10)), "outlier"]
-    page.locator("#classify-section").screenshot(path=str(shots / "explorer_classify.png"))
+    page.locator("#classify-section").screenshot(path=str(shots / f"explorer_classify_{model}.png"))
     assert not errors, errors
     context.close()

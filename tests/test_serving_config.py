@@ -72,7 +72,9 @@ def _listed_models_on_disk():
         yield model, config_lib.resolve_base_path(model.base_path, SERVING / "models.config", maps)
 
 
-@pytest.mark.parametrize("name", FOUNDATION + ("conv_vae", "vae", "cvae", "pixelcnn", "pixelrnn"))
+@pytest.mark.parametrize(
+    "name", FOUNDATION + ("conv_vae", "vae", "cvae", "pixelcnn", "cpixelcnn", "pixelrnn")
+)
 def test_each_base_path_holds_a_loadable_version_with_the_documented_signatures(name):
     from genkeras.registry import SPECS
     from genkeras.serving.servable import Servable

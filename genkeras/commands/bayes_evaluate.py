@@ -5,7 +5,8 @@ validation digits), then measures on the MNIST test set with the Fashion-MNIST t
 in: accuracy, the share of Fashion images flagged as outliers, accuracy against coverage, and
 the shipped discriminative classifier beside it. Writes the JSON report, the picture, the
 calibrated `.keras` file and, with --export-dir, a new SavedModel version whose `classify` and
-`label_posterior` signatures use the calibration.
+`label_posterior` signatures use the calibration (its card adds the report to the training
+run's `metrics.json`, when one lies beside the `.keras` file).
 """
 
 from __future__ import annotations
@@ -69,7 +70,10 @@ def main(argv=None) -> int:
         from genkeras.export import export_model
         from genkeras.registry import spec_of_model
 
+        # The training run's card fields (metrics.json beside the .keras file), if any.
+        run_card = Path(args.model).parent / "metrics.json"
         card = {
+            **(json.loads(run_card.read_text()) if run_card.exists() else {}),
             "dataset": "mnist (dynamically binarized)",
             "bayes_classifier": report,
             **calibration,

@@ -90,7 +90,8 @@ def evaluate(model, num_samples=None, limit=None, classifier=None) -> dict:
     mnist = posteriors(model, binarized_batches("mnist", "test", limit), num_samples)
     fashion = posteriors(model, binarized_batches("fashion_mnist", "test", limit), num_samples)
     correct = mnist["label"] == mnist["true"]
-    coverage, accuracy = coverage_curve(mnist["probabilities"].max(axis=1), correct)
+    confidence = mnist["probabilities"].max(axis=1)
+    coverage, accuracy = coverage_curve(confidence, correct)
     kept = ~mnist["outlier"]
 
     classifier = classifier or frechet.load_classifier()
@@ -104,6 +105,7 @@ def evaluate(model, num_samples=None, limit=None, classifier=None) -> dict:
     )
     confidence_threshold = float(np.quantile(validation_softmax.max(axis=1), OUTLIER_QUANTILE))
     return {
+        "model": type(model).__name__,
         "images": {
             "mnist_test": int(len(correct)),
             "fashion_mnist_test": int(len(fashion["label"])),
@@ -113,6 +115,10 @@ def evaluate(model, num_samples=None, limit=None, classifier=None) -> dict:
         "label_prior": list(model.label_prior),
         "outlier_threshold_nats": model.outlier_threshold,
         "accuracy": float(correct.mean()),
+        "accuracy_at_coverage": {  # on the most confident 5%, 10%, ..., 100% of the digits
+            f"{share:.2f}": float(value)
+            for share, value in zip(*coverage_curve(confidence, correct, points=20), strict=True)
+        },
         "accuracy_on_kept_digits": float(correct[kept].mean()),
         "mnist_flagged_as_outliers": float(mnist["outlier"].mean()),
         "fashion_flagged_as_outliers": float(fashion["outlier"].mean()),

@@ -25,7 +25,8 @@ def bayes_classifier_figure(report: dict, path) -> Path:
     coverage.plot(100 * curves["coverage"], 100 * curves["accuracy_at_coverage"])
     coverage.set_xlabel("coverage: most confident share of MNIST test digits (%)")
     coverage.set_ylabel("accuracy on them (%)")
-    coverage.set_title(f"Bayes rule, p(y | x): accuracy {100 * report['accuracy']:.2f}%")
+    name = report.get("model", "")
+    coverage.set_title(f"{name} Bayes rule, p(y | x): accuracy {100 * report['accuracy']:.2f}%")
     coverage.grid(alpha=0.3)
 
     both = np.concatenate([curves["log_prob_mnist"], curves["log_prob_fashion"]])

@@ -8,23 +8,33 @@ from pathlib import Path
 import numpy as np
 
 from genkeras.models.pixel.samplers import compiled_completer, compiled_sampler, complete, sample
-from genkeras.pictures.grid import save_figure, save_panels
+from genkeras.pictures.grid import save_figure, save_grid, save_panels
 
 
 def pixel_pictures(model, examples, view, out_dir, seed: int = 0) -> list[Path]:
     """Samples (temperature 1), and completions of the top half of test images.
 
-    Files: `samples.png` (16 samples from the fast sampler) and `completions.png`
-    (original | top half given | three completions with different seeds).
+    Files: `samples.png` (16 samples from the fast sampler; a conditional model: 8 per class,
+    one row per label) and `completions.png` (original | top half given | three completions
+    with different seeds; a conditional model completes with the true labels).
     """
     out_dir = Path(out_dir)
     labels = examples.get("label") if model.conditional else None
     if model.conditional:
-        sample_labels = np.arange(16) % model.num_classes
-        samples = sample(model, 16, seed, 1.0, labels=sample_labels).numpy()
+        per_class = 8
+        sample_labels = np.repeat(np.arange(model.num_classes), per_class)
+        samples = sample(model, len(sample_labels), seed, 1.0, labels=sample_labels).numpy()
+        picture = save_grid(
+            samples,
+            per_class,
+            out_dir / "samples.png",
+            title="samples (T=1), one row per label y",
+            row_labels=[f"y = {label}" for label in range(model.num_classes)],
+        )
     else:
         samples = compiled_sampler(model)(16, seed, 1.0).numpy()
-    paths = [save_panels([("samples (T=1)", samples)], out_dir / "samples.png", columns=4)]
+        picture = save_panels([("samples (T=1)", samples)], out_dir / "samples.png", columns=4)
+    paths = [picture]
 
     images = np.asarray(examples["image"][:8], np.float32)
     if view.binarize:

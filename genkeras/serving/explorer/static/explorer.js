@@ -231,7 +231,7 @@ async function loadModel() {
   $("score-text").textContent = has("log_prob") ? "" :
     `${S.model} has no log_prob signature; pick vae, conv_vae or cvae.`;
   sectionOn("classify-section", has("label_posterior"), "classify-note",
-    `${S.model} has no label_posterior signature; pick the cvae (exported with it).`);
+    `${S.model} has no label_posterior signature; pick cvae or cpixelcnn (conditional models).`);
   if (has("label_posterior") && !S.classifier) {
     $("classify-note").textContent = `${CLASSIFIER} is not served: export it ` +
       "(genkeras/serving/explorer/classifier.py) and list it in the model config for its softmax.";
