@@ -293,8 +293,8 @@ def _pixel_check(colour, conditional=False):
             raise ValueError(f"--levels must be in [2, 256], got {options['levels']}.")
         if image_shape[-1] != 1 and not colour:
             raise ValueError(
-                f"Images of {image_shape[-1]} channels: colour is pixelcnn only for now; "
-                "pixelrnn takes grayscale data sets (mnist, fashion_mnist)."
+                f"Images of {image_shape[-1]} channels: this model takes grayscale data "
+                "sets only (mnist, fashion_mnist)."
             )
 
     return check
@@ -360,7 +360,7 @@ register(
             Option("num_layers", int, 2, "LSTM layers"),
             Option("hidden", int, 64, "channels of the 1x1 output head"),
         ),
-        check=_pixel_check(colour=False),
+        check=_pixel_check(colour=True),
         **PIXEL_COMMON,
     )
 )

@@ -1,6 +1,6 @@
 """Colour PixelCNN: R, then G, then B per pixel (channel-group masks), each a softmax over the
 levels; causality across channels, normalization, the samplers, saving, export, train.py on
-TFDS's mock CIFAR-10, and the clear refusal of colour by pixelrnn."""
+TFDS's mock CIFAR-10, and the check of --levels. (Colour PixelRNN: test_pixelrnn_colour.py.)"""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from test_pixel_models import randomize_biases, saved_and_loaded
 
 from genkeras import data
 from genkeras.export import export_model
-from genkeras.models.pixel import PixelCNN, PixelRNN
+from genkeras.models.pixel import PixelCNN
 from genkeras.models.pixel.channels import channel_mask
 from genkeras.registry import get_spec
 from genkeras.training.config import ConfigError, TrainConfig, resolve
@@ -172,11 +172,7 @@ def test_signatures_in_a_fresh_tensorflow_process(tmp_path):
     np.testing.assert_array_equal(out["complete"]["images"], model.complete(images, 1, 9).numpy())
 
 
-def test_pixelrnn_refuses_colour_before_any_work():
-    with pytest.raises(ConfigError, match="pixelcnn only"):
-        resolve(TrainConfig(model="pixelrnn", dataset="cifar10"))
-    with pytest.raises(ValueError, match="pixelcnn only"):
-        PixelRNN((4, 4, 3), filters=4, num_layers=1, hidden=4)
+def test_levels_are_checked_before_any_work():
     with pytest.raises(ConfigError, match="levels"):
         resolve(TrainConfig(model="pixelcnn", options={"levels": 1}))
     run = resolve(TrainConfig(model="pixelcnn", dataset="cifar10", options={"levels": 16}))

@@ -29,9 +29,10 @@ PixelCNN does): `cache_constants`, `row_cache` and `row_step` (the vertical part
 row, from what it cached of the rows above), `pixel_start` and `pixel_step` (the rest at one
 new pixel, from what it cached of the pixels to the left). See `samplers.py`.
 
-Colour (C = 3): PixelCNN orders a pixel's channels R, then G, then B, each predicted from
-the pixels before it and the pixel's earlier channels (channel-group masks, `channels.py`).
-The samplers then draw C values per pixel in that order. PixelRNN is grayscale only.
+Colour (C = 3): the models order a pixel's channels R, then G, then B, each predicted from
+the pixels before it and the pixel's earlier channels (channel-group masks, `channels.py`;
+PixelCNN and both PixelRNN variants). The samplers then draw C values per pixel in that
+order.
 
 Subclasses share the hyperparameters every pixel model has (`filters`, `num_layers`,
 `kernel_size`, `hidden`), kept and serialized here, and the 1x1 output head.
@@ -119,7 +120,7 @@ class PixelModel(keras.Model):
         if self.channels != 1 and not (self.colour and self.channels == 3):
             raise ValueError(
                 f"{type(self).__name__} supports grayscale images (channels 1)"
-                + (" or RGB (channels 3)" if self.colour else "; colour: pixelcnn only for now")
+                + (" or RGB (channels 3)" if self.colour else " only")
                 + f", not {self.image_shape}."
             )
         if likelihood not in LIKELIHOODS:

@@ -15,8 +15,10 @@ current pixel are masked:
   groups <= c.
 
 Taps that read other pixels (to the left, above) are not masked: those pixels are entirely
-in the past. The masks multiply the kernel where it is used (`masked_kernel`), so the fast
-sampler, which reads the kernels directly, computes exactly what the convolution does.
+in the past. The same holds for recurrent states of earlier pixels (PixelRNN's state-to-state
+convolutions), which mix all groups. The masks multiply the kernel where it is used
+(`masked_kernel`), so the fast sampler, which reads the kernels directly, computes exactly
+what the convolution does.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from keras import layers, ops
 
 
 def groups_of(count: int, channels: int, halves: int = 1) -> np.ndarray:
-    """The channel group of each of `count` features: contiguous slices, per half when the
-    features are the `halves` halves of a gate (a and b of one unit share a group)."""
+    """The channel group of each of `count` features: contiguous slices, per part when the
+    features are the `halves` parts of a gate (2: a and b of a gated unit; 4: the i, f, o, g of
+    an LSTM unit; the parts of one unit share its group)."""
     size = count // halves
     return (np.arange(count) % size) * channels // size
 
@@ -54,7 +57,8 @@ class ChannelMaskedConv2D(layers.Conv2D):
         channels: the image's channels C (the number of groups).
         mask_type: "A" or "B".
         centre: (row, column) of the kernel tap that reads the current pixel.
-        in_halves / out_halves: 2 where the inputs / outputs are the two halves of a gate.
+        in_halves / out_halves: 2 where the inputs / outputs are the two halves of a gate, 4
+            where they are an LSTM's four gates (i, f, o, g).
     """
 
     def __init__(

@@ -25,6 +25,15 @@ j' >= j. Together: every pixel above, and every pixel to the left in the same ro
 else. (The paper starts with a 7x7 mask-A convolution instead; with it no pixel (i, j) with j
 small sees the last pixel of the row above, which this first layer does.)
 
+Colour (RGB, section 3.4 of the paper): the left-to-right LSTM's gates and states are split
+into three channel groups R, G, B (`channels.py`; unit u of every gate, and of h and c, in the
+same group). Its first layer adds a 1x1 mask-A convolution of the current pixel (group c sees
+its channels < c), its later input-to-state convolutions are mask B (group c sees groups <= c
+of the current pixel's features), and so is the output head. Its 2x1 state-to-state
+convolution reads the states above and to the left, earlier pixels, and mixes all groups. The
+right-to-left LSTM needs no mask: shifted down one row, it brings to row i only what it
+computed from rows < i, every channel of which is in the past.
+
 Sampling (see samplers.py) uses the per-pixel cache, carrying the recurrent state instead of
 recomputing the network: `row_step` computes, once per row, both LSTMs on the finished row
 above (W steps each, from the states of the row before), and `pixel_step` steps each layer's
@@ -36,6 +45,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from genkeras.models.pixel import channels
 from genkeras.models.pixel.base import PixelModel, down_shift, right_shift
 
 DIRECTIONS = ("forward", "reverse")  # left to right; right to left, shifted down one row
@@ -71,17 +81,18 @@ class DiagonalBiLSTM(PixelModel):
     """Diagonal BiLSTM PixelRNN: every pixel sees everything above and to its left.
 
     Args:
-        image_shape: (height, width, 1).
+        image_shape: (height, width, 1), or (height, width, 3): R, G, B in that order.
         latent_dim: ignored (no latent); accepted for the registry.
-        filters: hidden units p of each LSTM (each direction) of every layer.
+        filters: hidden units p of each LSTM (each direction) of every layer (colour: >= 3,
+            split in three groups).
         num_layers: Diagonal BiLSTM layers.
         hidden: channels of the 1x1 output head.
         **kwargs: `likelihood`, `num_classes`: see `PixelModel`; `kernel_size` is accepted for
             the registry and unused (the input-to-state convolutions are 1x1).
 
     Returns:
-        Called on images [N, H, W, 1] (or `(images, labels)`), the per-pixel logits
-        [N, H, W, 1] (bernoulli) or [N, H, W, 1, 256] (categorical).
+        Called on images [N, H, W, C] (or `(images, labels)`), the per-pixel logits
+        [N, H, W, C] (bernoulli) or [N, H, W, C, levels] (categorical).
 
     Example:
     >>> model = DiagonalBiLSTM((4, 4, 1), filters=8, num_layers=1)
@@ -90,13 +101,22 @@ class DiagonalBiLSTM(PixelModel):
     """
 
     pixel_cache = True
+    colour = True
 
     def __init__(self, image_shape, latent_dim=None, filters=32, num_layers=2, hidden=64, **kwargs):
         super().__init__(image_shape, filters, num_layers, hidden, **kwargs)
-        p, height = self.filters, self.image_shape[0]
+        p, height, c = self.filters, self.image_shape[0], self.channels
         n = range(self.num_layers)
-        # Per direction, one list per kind (Keras tracks the layers of list attributes).
-        self.forward_input = [layers.Conv2D(4 * p, 1, name=f"forward_input_{k}") for k in n]
+        # Per direction, one list per kind (Keras tracks the layers of list attributes). The
+        # left-to-right LSTM of layer 0 reads the pixel to the left (all of it in the past);
+        # its later layers read the current pixel's features (colour: mask B).
+        self.forward_input = [layers.Conv2D(4 * p, 1, name="forward_input_0")] + [
+            channels.conv(4 * p, 1, c, "B", (0, 0), f"forward_input_{k}", (1, 4)) for k in n[1:]
+        ]
+        if c > 1:  # the current pixel's earlier channels (mask A), into layer 0's forward gates
+            self.forward_self = channels.conv(
+                4 * p, 1, c, "A", (0, 0), "forward_self", (1, 4), use_bias=False
+            )
         self.reverse_input = [layers.Conv2D(4 * p, 1, name=f"reverse_input_{k}") for k in n]
         # The 2x1 state-to-state convolutions, over rows (a - 1, a) of the previous skewed
         # column: the states above and to the left (to the right, mirrored).
@@ -122,10 +142,13 @@ class DiagonalBiLSTM(PixelModel):
         return getattr(self, f"{d}_{kind}")[index]
 
     # -- the network (training, log_prob, the naive sampler) --------------------------------
-    def _scan(self, d, index, inputs, cond):
-        """One direction of layer `index`, left to right: inputs [N, H, W, C] -> h [N, H, W, p]."""
+    def _scan(self, d, index, inputs, cond, extra=None):
+        """One direction of layer `index`, left to right: inputs [N, H, W, C] -> h [N, H, W, p]
+        (`extra`: a further input-to-state term [N, H, W, 4p], colour's mask-A one)."""
         height, width = self.image_shape[:2]
         gates = self._layer("input", d, index)(inputs)
+        if extra is not None:
+            gates = gates + extra
         if cond is not None:
             gates = gates + self._layer("cond", d, index)(cond)[:, None, None, :]
         gates = skew(gates)
@@ -145,7 +168,8 @@ class DiagonalBiLSTM(PixelModel):
         inputs = x
         for index in range(self.num_layers):
             forward_in, reverse_in = (right_shift(x), x) if index == 0 else (inputs, inputs)
-            h = self._scan("forward", index, forward_in, cond)
+            extra = self.forward_self(x) if index == 0 and self.channels > 1 else None
+            h = self._scan("forward", index, forward_in, cond, extra)
             mirrored = self._scan("reverse", index, ops.flip(reverse_in, axis=2), cond)
             h = h + down_shift(ops.flip(mirrored, axis=2))
             inputs = h if index == 0 else inputs + h
@@ -159,10 +183,11 @@ class DiagonalBiLSTM(PixelModel):
 
     # -- the per-pixel cache (samplers.py): rows travel as [W, N, C] ------------------------
     def cache_constants(self, batch, labels=None):
-        """Per layer and direction: the input kernel [C, 4p], its bias plus the label term
-        [N, 4p], and the 2x1 kernel's halves for the state above and the state beside."""
+        """Per layer and direction: the input kernel [C, 4p] (channel-group masked where the
+        layer is), its bias plus the label term [N, 4p], and the 2x1 kernel's halves for the
+        state above and the state beside; colour: "self", the mask-A kernel [C, 4p]."""
         cond = self.label_features(labels)
-        constants = {}
+        constants = {"self": _matrix(self.forward_self) if self.channels > 1 else None}
         for d in DIRECTIONS:
             for index in range(self.num_layers):
                 conv = self._layer("input", d, index)
@@ -171,7 +196,7 @@ class DiagonalBiLSTM(PixelModel):
                     bias = bias + ops.cast(self._layer("cond", d, index)(cond), "float32")
                 kernel = ops.cast(self._layer("state", d, index).kernel, "float32")  # [2, p, 4p]
                 constants[f"{d}_{index}"] = {
-                    "input": ops.cast(conv.kernel[0, 0], "float32"),
+                    "input": _matrix(conv),
                     "bias": bias,
                     "above": kernel[0],
                     "beside": kernel[1],
@@ -204,7 +229,7 @@ class DiagonalBiLSTM(PixelModel):
 
         Args:
             cache: `row_cache` or the cache the previous step returned.
-            above: the row above, encoded, [W, N] (zeros above row 0).
+            above: the row above, encoded, [W, N] (zeros above row 0; colour: [C, W, N]).
             constants: `cache_constants`.
 
         Returns:
@@ -213,7 +238,11 @@ class DiagonalBiLSTM(PixelModel):
             cache for the next row.
         """
         started, states = cache
-        x = ops.cast(above, "float32")[:, :, None]  # [W, N, 1]
+        above = ops.cast(above, "float32")  # [W, N], or [C, W, N]
+        if self.channels == 1:
+            x = above[:, :, None]  # [W, N, C]
+        else:
+            x = ops.transpose(above, (1, 2, 0))
         inputs, columns, next_states = x, [], []
         for index, (forward_before, reverse_before) in enumerate(states):
             f, r = constants[f"forward_{index}"], constants[f"reverse_{index}"]
@@ -223,6 +252,8 @@ class DiagonalBiLSTM(PixelModel):
             else:
                 forward_in = reverse_in = inputs
             pre = ops.matmul(forward_in, f["input"]) + f["bias"]
+            if index == 0 and self.channels > 1:
+                pre = pre + ops.matmul(x, constants["self"])
             forward = self._sweep(pre + ops.matmul(forward_before, f["above"]), f["beside"], False)
             pre = ops.matmul(reverse_in, r["input"]) + r["bias"]
             reverse = self._sweep(pre + ops.matmul(reverse_before, r["above"]), r["beside"], True)
@@ -238,15 +269,18 @@ class DiagonalBiLSTM(PixelModel):
         zeros = ops.zeros((batch, self.filters))
         return [(zeros, zeros) for _ in range(self.num_layers)]
 
-    def pixel_step(self, cache, columns, j, previous, constants):
+    def pixel_step(self, cache, columns, j, previous, constants, current=None):
         """Every layer's left-to-right LSTM one pixel on, then the head at that pixel.
 
         Args:
             cache: `pixel_start` or the cache the previous step returned.
             columns: `row_step`'s columns for this row.
             j: the column (int32 scalar).
-            previous: the encoded pixel to the left [N, 1] (zeros at column 0).
+            previous: the encoded pixel to the left [N, C] (zeros at column 0).
             constants: `cache_constants`.
+            current: colour only: this pixel's channels drawn so far, encoded, [N, C]; the
+                logits of channel c are exact once channels < c are in it, and the returned
+                cache once all but the last are (mask A never lets the last one in).
 
         Returns:
             (logits [N, out_channels], cache for the next column).
@@ -255,8 +289,17 @@ class DiagonalBiLSTM(PixelModel):
         for index, ((h, c), (above, reverse)) in enumerate(zip(cache, columns, strict=True)):
             f = constants[f"forward_{index}"]
             gates = ops.matmul(inputs, f["input"]) + above[j] + ops.matmul(h, f["beside"])
+            if index == 0 and self.channels > 1:
+                gates = gates + ops.matmul(ops.cast(current, "float32"), constants["self"])
             h, c = _cell(gates, c)
             next_cache.append((h, c))
             inputs = h + reverse[j] if index == 0 else inputs + h + reverse[j]
         logits = self.output_head(inputs[:, None, None, :])
         return ops.reshape(ops.cast(logits, "float32"), (-1, self.out_channels)), next_cache
+
+
+def _matrix(conv):
+    """A 1x1 convolution's kernel as a float32 [in, out] matrix, channel-group masked where the
+    layer is (colour)."""
+    kernel = conv.masked_kernel() if hasattr(conv, "masked_kernel") else conv.kernel
+    return ops.cast(kernel[0, 0], "float32")

@@ -10,6 +10,13 @@ Each Row LSTM layer processes the image one row at a time. For row i:
 * state-to-state K_ss is a (1, 3) convolution over the previous row's hidden state, so the
   state at (i, j) sees (i-1, j-1..j+1), i.e. a triangle of the rows above.
 
+Colour (RGB, section 3.4 of the paper): the gates, hidden and cell states are split into three
+channel groups R, G, B (`channels.py`; unit u of every gate, and of h and c, in the same
+group). The first layer adds a 1x1 mask-A convolution of the current pixel (group c sees its
+channels < c); the input-to-state convolutions of later layers are channel-group masked at the
+current pixel's tap (mask B), and so is the output head. K_ss reads only the row above, all of
+it in the past, and mixes all groups; the LSTM update is unit by unit and keeps the groups.
+
 Layers after the first are residual. The same split as PixelCNN holds (see
 `genkeras.models.pixel.base`): `vertical` runs the recurrence and returns, for every row, each
 layer's state of the row above; `horizontal` computes one LSTM step on given rows from that
@@ -21,6 +28,7 @@ removes that blind spot). `build_pixelrnn` builds either variant.
 import keras
 from keras import layers, ops
 
+from genkeras.models.pixel import channels
 from genkeras.models.pixel.base import PixelModel, pad_right, right_shift
 from genkeras.models.pixel.diagonal_bilstm import DiagonalBiLSTM
 
@@ -30,9 +38,9 @@ class PixelRNN(PixelModel):
     """Row LSTM PixelRNN with optional class conditioning.
 
     Args:
-        image_shape: (height, width, 1).
+        image_shape: (height, width, 1), or (height, width, 3): R, G, B in that order.
         latent_dim: ignored (no latent); accepted for the registry.
-        filters: hidden units p of each Row LSTM layer.
+        filters: hidden units p of each Row LSTM layer (colour: >= 3, split in three groups).
         num_layers: Row LSTM layers.
         hidden: channels of the 1x1 output head.
         **kwargs: `kernel_size` (of the input-to-state convolutions, odd), `likelihood`,
@@ -44,13 +52,24 @@ class PixelRNN(PixelModel):
     (2, 4, 4, 1)
     """
 
+    colour = True
+
     def __init__(self, image_shape, latent_dim=None, filters=32, num_layers=2, hidden=64, **kwargs):
         super().__init__(image_shape, filters, num_layers, hidden, **kwargs)
-        p = self.filters
-        self.input_to_state = [
-            layers.Conv2D(4 * p, (1, self.kernel_size // 2 + 1), name=f"input_to_state_{index}")
-            for index in range(self.num_layers)
+        p, c, width = self.filters, self.channels, self.kernel_size // 2 + 1
+        # Layer 0 reads the pixels to the left (all channels: they are past); later layers
+        # read the layer below up to the current pixel, whose tap is masked (colour, mask B).
+        self.input_to_state = [layers.Conv2D(4 * p, (1, width), name="input_to_state_0")] + [
+            channels.conv(
+                *(4 * p, (1, width), c, "B", (0, width - 1)),
+                *(f"input_to_state_{index}", (1, 4)),
+            )
+            for index in range(1, self.num_layers)
         ]
+        if c > 1:  # the current pixel's earlier channels (mask A), into layer 0's gates
+            self.input_self = channels.conv(
+                4 * p, 1, c, "A", (0, 0), "input_self", (1, 4), use_bias=False
+            )
         self.state_to_state = [
             layers.Conv2D(
                 4 * p, (1, 3), padding="same", use_bias=False, name=f"state_to_state_{index}"
@@ -71,7 +90,10 @@ class PixelRNN(PixelModel):
         """Input-to-state term for whole rows (mask A for layer 0, mask B after)."""
         width = self.kernel_size // 2 + 1
         shifted = right_shift(inputs) if index == 0 else inputs
-        return self.input_to_state[index](pad_right(shifted, width))
+        gates = self.input_to_state[index](pad_right(shifted, width))
+        if index == 0 and self.channels > 1:
+            gates = gates + self.input_self(inputs)
+        return gates
 
     def _step(self, index, gate_inputs, h_above, c_above):
         gates = gate_inputs + self.state_to_state[index](h_above)

@@ -14,14 +14,16 @@ tell them apart; `test_pixel_models.py` pins the images equal, shipped-size mode
 * row cache (`fast="rows"`, in the spirit of Fast PixelCNN++): the vertical context
   (`model.vertical`, which only sees rows above) is computed once per row; each pixel of the
   row then runs the row-local horizontal stack (`model.horizontal`) on that one row. Per pixel
-  this costs about 1/H of a full pass. Any `PixelModel` (PixelRNN uses it).
+  this costs about 1/H of a full pass. Any `PixelModel` with `vertical` and `horizontal`
+  (the Row LSTM uses it).
 * pixel cache (`fast="pixels"`, Ramachandran et al. 2017, "Fast Generation for Convolutional
   Autoregressive Models"): every layer's activations are cached, and each step computes only
   what is new: the vertical stack once per row for that row alone (from the rows above kept
   in the cache), then per pixel the horizontal stack and the head at that one position (from
   the columns to the left kept in the cache). Altogether one forward pass per image, so the
   work per pixel is that of one position. Models that implement the steps of `PixelModel`
-  (`pixel_cache`): PixelCNN. `fast=True` picks it where available, else the row cache.
+  (`pixel_cache`): PixelCNN, and the Diagonal BiLSTM (carrying its LSTM states). `fast=True`
+  picks it where available, else the row cache.
 
 Randomness: Bernoulli pixels are `u < sigmoid(logit / T)`; categorical pixels use the
 Gumbel-max trick `argmax(logits / T - log(-log u))`, with `u` from
