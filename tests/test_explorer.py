@@ -102,12 +102,15 @@ def page(server, browser):
     context.close()
 
 
-def open_page(page, port, model="conv_vae"):
+def open_page(page, port, model="conv_vae", latent=True):
+    """Opens the page on `model` and waits until it is ready (a latent model: until it has
+    decoded its first code)."""
     page.goto(f"http://127.0.0.1:{port}/?model={model}")
     page.wait_for_function("document.body.dataset.ready === '1'", timeout=60_000)
     status = page.text_content("#status")
     assert status.startswith(f"ready: {model}"), status
-    page.wait_for_function("Number(document.getElementById('decoded').dataset.decodes) >= 1")
+    if latent:
+        page.wait_for_function("Number(document.getElementById('decoded').dataset.decodes) >= 1")
 
 
 def pixels(page, canvas_id):
@@ -323,7 +326,7 @@ def test_classify_panel(classify_server, browser, shots):
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    open_page(page, port, model)
+    open_page(page, port, model, latent=model == "cvae")  # cpixelcnn has no latent
     # the classifier is served for the panel, not offered as a model to explore
     assert page.eval_on_selector_all("#model option", "o => o.map(x => x.value)") == [model]
     assert "disabled" not in (page.get_attribute("#classify-section", "class") or "")
