@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import call_signatures_in_fresh_tensorflow
+from test_pixel_colour import assert_signatures_answer_as_the_model
 from test_pixel_models import randomize_biases, saved_and_loaded
 
 from genkeras import data
@@ -154,12 +155,7 @@ def test_signatures_in_a_fresh_tensorflow_process(cls, tmp_path):
             "complete": {"images": images, "rows": np.int32(1), "seed": np.int32(9)},
         },
     )
-    np.testing.assert_allclose(
-        out["log_prob"]["log_prob"], model.log_prob(images)["log_prob"], rtol=1e-5
-    )
-    np.testing.assert_array_equal(out["sample"]["images"], model.sample(3, 4).numpy())
-    np.testing.assert_array_equal(out["complete"]["images"][:, :1], images[:, :1])
-    np.testing.assert_array_equal(out["complete"]["images"], model.complete(images, 1, 9).numpy())
+    assert_signatures_answer_as_the_model(out, model, images)
 
 
 def test_pixelrnn_accepts_colour_data():
