@@ -79,6 +79,14 @@ def test_a_bad_prior_is_refused():
         ConditionalPixelCNN((28, 28, 1), num_classes=0)
 
 
+def test_train_py_refuses_a_cpixelcnn_without_labels_before_any_work():
+    from genkeras.training.config import ConfigError, TrainConfig, resolve
+
+    with pytest.raises(ConfigError, match="--num-classes must be >= 2.*--model pixelcnn"):
+        resolve(TrainConfig(model="cpixelcnn", options={"num_classes": 1}))
+    assert resolve(TrainConfig(model="cpixelcnn")).options["num_classes"] == 10
+
+
 def test_the_conditional_pixelcnn_keeps_its_calibration_through_keras_files(tmp_path):
     import keras
 
