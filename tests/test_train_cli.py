@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from conftest import ROOT, read_json
 
@@ -127,6 +128,7 @@ NOT_A_FOLDER = "/proc/self/status/runs"  # a path under a file: nothing can crea
         (["--steps-per-execution", "0"], "--steps-per-execution must be in [1, 10000]"),
         (["--output-dir", NOT_A_FOLDER], f"--output-dir {NOT_A_FOLDER}:"),
         (["--export-dir", NOT_A_FOLDER], f"--export-dir {NOT_A_FOLDER}:"),
+        (["--initial-weights", "gone.keras"], "--initial-weights must be an existing .keras"),
     ],
 )
 def test_bad_values_exit_2_naming_the_flag_before_any_work(args, named, tmp_path):
@@ -239,6 +241,48 @@ def test_the_same_seed_gives_the_same_losses(tmp_path):
             return [(row["loss"], row["val_loss"]) for row in csv.DictReader(log)]
 
     assert losses(tmp_path / "a") == losses(tmp_path / "b")
+
+
+def test_initial_weights_start_the_run_from_a_file_of_the_same_model(tmp_path):
+    """A run with --initial-weights starts from the file's weights (at a negligible learning
+    rate it ends where the file was); another model or other options are refused with exit 2,
+    naming the difference, before the run's folder exists."""
+    import keras
+
+    import genkeras  # noqa: F401 - registers the model classes
+
+    tiny = ["--limit", "256", "--epochs", "1", "--batch-size", "64", "--quiet", "--no-export"]
+    first = run([*TRAIN, "--model", "dense_ae", *tiny, "--output-dir", tmp_path / "a"])
+    assert first.returncode == 0, first.stderr[-3000:]
+    start = tmp_path / "a" / "dense_ae" / "dense_ae.keras"
+    again = [*TRAIN, *tiny, "--initial-weights", start, "--learning-rate", "1e-12"]
+    second = run([*again, "--model", "dense_ae", "--seed", "7", "--output-dir", tmp_path / "b"])
+    assert second.returncode == 0, second.stderr[-3000:]
+    before = keras.saving.load_model(start, compile=False).get_weights()
+    after = keras.saving.load_model(tmp_path / "b" / "dense_ae" / "dense_ae.keras").get_weights()
+    fresh = run(
+        [*TRAIN, "--model", "dense_ae", *tiny, "--seed", "7", "--output-dir", tmp_path / "c"]
+    )
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    unrelated = keras.saving.load_model(
+        tmp_path / "c" / "dense_ae" / "dense_ae.keras"
+    ).get_weights()
+    assert len(before) == len(after)
+    for was, now in zip(before, after, strict=True):
+        np.testing.assert_allclose(now, was, atol=1e-6)
+    assert any(
+        np.abs(was - other).max() > 1e-3 for was, other in zip(before, unrelated, strict=True)
+    )
+
+    for args, named in (
+        (["--model", "conv_ae"], "holds a DenseAutoencoder, but --model conv_ae builds a"),
+        (["--model", "dense_ae", "--latent-dim", "8"], "has shape"),
+    ):
+        refused = run([*again, *args, "--output-dir", tmp_path / "refused"])
+        assert refused.returncode == 2, refused.stderr[-3000:]
+        assert named in refused.stderr.splitlines()[-1]
+        assert "--initial-weights" in refused.stderr.splitlines()[-1]
+        assert list((tmp_path / "refused").iterdir()) == []  # the output folder, but no run
 
 
 def test_compare_prints_a_table_and_writes_the_picture(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 from genkeras import data
 from genkeras.registry import ModelSpec, get_spec
@@ -38,6 +39,14 @@ def positive_finite(value) -> str | None:
 
 def fraction_below_one(value) -> str | None:
     return None if 0 <= value < 1 else "in [0, 1)"
+
+
+def existing_keras_file(value) -> str | None:
+    return (
+        None
+        if str(value).endswith(".keras") and Path(value).is_file()
+        else "an existing .keras file (runs/NAME/NAME.keras, genkeras/pretrained/NAME.keras)"
+    )
 
 
 def flag(
@@ -116,6 +125,12 @@ class TrainConfig:
     data_dir: str | None = flag(help=f"TFDS data folder (or ${data.DATA_DIR_ENV})", record=False)
     limit: int | None = flag(help="use only the first N examples of each split", check=at_least(1))
     patience: int = flag(5, "early-stopping patience, epochs", check=at_least(0), record=False)
+    initial_weights: str | None = flag(
+        help="start from the weights of this .keras file (the same --model and options, e.g. "
+        "genkeras/pretrained/NAME.keras to train a shipped model further), not random ones",
+        check=existing_keras_file,
+        metavar="KERAS_FILE",
+    )
     time_budget: float = flag(
         0.0,
         "stop training after MINUTES, cosine-annealing the learning rate to 5%% (0 = off)",

@@ -21,6 +21,7 @@ from genkeras.training import scale
 from genkeras.training.callbacks import EpochSeconds, LearningRateWarmup, TimeBudget
 from genkeras.training.config import Run, TrainConfig, resolve
 from genkeras.training.finish import TrainingError, TrainResult, finish, finish_in_tensorflow
+from genkeras.training.initial_weights import load_initial_weights
 from genkeras.training.inputs import batches, endless, example_inputs
 
 
@@ -97,6 +98,8 @@ def _train(run: Run, strategy) -> TrainResult:
     # Preparing a data set the first time draws from the global random generators: do it
     # before seeding, so a first run trains exactly as every later run with the same seed.
     data.prepare(config.dataset, manual_dir=config.manual_dir, data_dir=config.data_dir)
+    # Checked against a throwaway model before seeding, so the seeded run is unchanged by it.
+    start = load_initial_weights(run) if config.initial_weights else None
     keras.utils.set_random_seed(config.seed)
     worker = scale.worker_index() if config.strategy == "multi-worker" else 0
     run_dir = Path(config.output_dir) / spec.name
@@ -126,7 +129,7 @@ def _train(run: Run, strategy) -> TrainResult:
             steps_per_epoch = math.ceil(steps_per_epoch / steps_per_execution) * (
                 steps_per_execution
             )
-    model = build_model(run, strategy, steps_per_execution, initialize=not resuming)
+    model = build_model(run, strategy, steps_per_execution, initialize=not resuming, weights=start)
     if config.strategy == "multi-worker":
         scale.work_around_multi_worker_fit(model, next(iter(train_batches)))
     if spec.closed_form:
@@ -206,7 +209,7 @@ def _finish(model, config: TrainConfig, run_dir: Path, record: dict) -> TrainRes
     return result
 
 
-def build_model(run: Run, strategy=None, steps_per_execution=None, initialize=True):
+def build_model(run: Run, strategy=None, steps_per_execution=None, initialize=True, weights=None):
     """The run's model, built, initialised and compiled the way train.py trains it.
 
     Args:
@@ -215,6 +218,7 @@ def build_model(run: Run, strategy=None, steps_per_execution=None, initialize=Tr
         steps_per_execution: defaults to the config's, as the strategy allows.
         initialize: a new run: apply the model's data-dependent initialisation, if it has one
             (a VAE's decoder starts at the mean training image, `VAE.initialize_output_bias`).
+        weights: a new run's starting weights (`--initial-weights`), replacing the random ones.
 
     Returns:
         The compiled Keras model (a closed-form model is built only).
@@ -226,6 +230,8 @@ def build_model(run: Run, strategy=None, steps_per_execution=None, initialize=Tr
         if initialize and hasattr(model, "initialize_output_bias"):
             clean = dataclasses.replace(view, binarize=False, noise=None)
             model.initialize_output_bias(example_inputs(config, clean, count=4096))
+        if initialize and weights is not None:
+            model.set_weights(weights)
         if not spec.closed_form:
             average = bool(config.ema_momentum)
             model.compile(

@@ -1,0 +1,70 @@
+"""`--initial-weights`: start a run from the weights of a saved model instead of random ones.
+
+To train a shipped model further (say `genkeras/pretrained/pixelcnn.keras` with a new cosine
+`--time-budget`), a run builds its model exactly as a fresh run does and then takes every
+weight from the file. The file must hold the same model trained with the same options: the
+same class, the same weights in the same order and shapes. Anything else is refused before
+training, naming the first difference and how to fix it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from genkeras.training.config import ConfigError, Run
+from genkeras.training.inputs import example_inputs
+
+
+def load_initial_weights(run: Run) -> list[np.ndarray]:
+    """The weights of `run.config.initial_weights`, checked against the model the run builds.
+
+    Builds a throwaway copy of the run's model to compare with, so call it before seeding.
+
+    Args:
+        run: a resolved run whose `config.initial_weights` names a `.keras` file.
+
+    Returns:
+        The file's weights, in the order of `model.get_weights()`.
+
+    Raises:
+        ConfigError: the file does not load, or holds another model or other shapes.
+
+    Example:
+    >>> weights = load_initial_weights(run)      # before keras.utils.set_random_seed
+    >>> model.set_weights(weights)               # a freshly built model of the same run
+    """
+    import keras
+
+    import genkeras  # noqa: F401 - registers the model classes with Keras serialization
+
+    path = run.config.initial_weights
+    flag = f"--initial-weights {path}"
+    try:
+        source = keras.saving.load_model(path, compile=False)
+    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same advice
+        raise ConfigError(
+            f"{flag}: cannot load it as a Keras model ({type(error).__name__}: {error}); "
+            "pass a .keras file saved by train.py (runs/NAME/NAME.keras) or a shipped one "
+            "(genkeras/pretrained/NAME.keras)."
+        ) from None
+    model = run.spec.build(run.info.image_shape, run.config.latent_dim, **run.options)
+    model(example_inputs(run.config, run.view))
+    if type(source).__name__ != type(model).__name__:
+        raise ConfigError(
+            f"{flag} holds a {type(source).__name__}, but --model {run.spec.name} builds a "
+            f"{type(model).__name__}: pass a file of the same model."
+        )
+    theirs, ours = source.weights, model.weights
+    if len(theirs) != len(ours):
+        raise ConfigError(
+            f"{flag} has {len(theirs)} weights, this run's model {len(ours)}: train with the "
+            "options the file was trained with (its run's metrics.json, 'hyperparameters')."
+        )
+    for their, our in zip(theirs, ours, strict=True):
+        if tuple(their.shape) != tuple(our.shape):
+            raise ConfigError(
+                f"{flag}: its weight {their.path} has shape {tuple(their.shape)}, this run's "
+                f"{our.path} {tuple(our.shape)}: train with the options the file was trained "
+                "with (its run's metrics.json, 'hyperparameters')."
+            )
+    return source.get_weights()
