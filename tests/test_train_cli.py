@@ -304,3 +304,23 @@ def test_compare_prints_a_table_and_writes_the_picture(tmp_path):
     assert (tmp_path / "latent4" / "reconstructions.png").exists()
     unknown = genkeras("compare", "--models", "pca,nope")
     assert unknown.returncode == 2 and "Valid models:" in unknown.stderr
+
+
+def test_a_trained_run_recorded_before_a_new_flag_still_only_exports(tmp_path):
+    """A run trained before a flag existed has no record of it: at the flag's default the run
+    is still recognised (and only exported), with any other value it is not."""
+    import dataclasses
+    import json
+
+    from genkeras.training.config import TrainConfig
+    from genkeras.training.fit import TRAINED, _finished_training, _training_fields
+
+    config = TrainConfig(model="dense_ae", output_dir=str(tmp_path))
+    recorded = _training_fields(config)
+    del recorded["initial_weights"]  # as written before --initial-weights existed
+    (tmp_path / "dense_ae.keras").write_bytes(b"")
+    (tmp_path / TRAINED).write_text(json.dumps({"config": recorded, "epochs_run": 3}))
+    assert _finished_training(tmp_path, config) == {"epochs_run": 3}
+    other = dataclasses.replace(config, initial_weights=str(tmp_path / "dense_ae.keras"))
+    assert _finished_training(tmp_path, other) is None
+    assert _finished_training(tmp_path, dataclasses.replace(config, seed=1)) is None

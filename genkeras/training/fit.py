@@ -197,7 +197,14 @@ def _finished_training(run_dir: Path, config: TrainConfig) -> dict | None:
     if not marker.exists() or not (run_dir / f"{config.model}.keras").exists():
         return None
     saved = json.loads(marker.read_text())
-    return saved if saved.pop("config") == _training_fields(config) else None
+    recorded, current = saved.pop("config"), _training_fields(config)
+    # A flag added to genkeras after the run was trained is absent from its record: at its
+    # default it cannot have changed the training, so the run still counts as this config's.
+    defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
+    for name in set(current) - set(recorded):
+        if current[name] == defaults.get(name, dataclasses.MISSING):
+            del current[name]
+    return saved if recorded == current else None
 
 
 def _finish(model, config: TrainConfig, run_dir: Path, record: dict) -> TrainResult:
