@@ -3,10 +3,12 @@
     python benchmarks/pixel_outliers.py --model runs/pixelcnn/pixelcnn.keras \
         [--limit N] [--png docs/pixelcnn_bits_per_dim.png]
 
-Both test sets are binarized the way the model was trained (one Bernoulli draw per pixel,
-generator seed 0). The score is log p(x): AUROC is the probability that an MNIST image gets a
-higher log-likelihood than a Fashion-MNIST one (1 = perfect detector, 0.5 = chance, < 0.5 =
-outliers look *more* likely). Prints mean bits/dim of both sets and writes their histogram.
+Bernoulli models score both test sets binarized once with the documented numpy draw of
+`genkeras/evaluation/test_set.py` (seed 0, the draw behind every published likelihood figure);
+categorical models score the intensities. The score is log p(x): AUROC is the probability that
+an MNIST image gets a higher log-likelihood than a Fashion-MNIST one (1 = perfect detector,
+0.5 = chance, < 0.5 = outliers look *more* likely). Prints mean bits/dim of both sets and
+writes their histogram.
 """
 
 from __future__ import annotations
@@ -20,23 +22,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from genkeras import data  # noqa: E402
+from genkeras.evaluation.likelihood import log_probs  # noqa: E402
 from genkeras.evaluation.outliers import auroc  # noqa: E402
+from genkeras.evaluation.test_set import TEST_SEED, binarized_test_set  # noqa: E402
 from genkeras.pictures.pixel import bits_per_dim_histogram  # noqa: E402
 
 
-def scores(model, name, limit, binarize):
-    ds = data.load_split(name, "test", limit=limit).batch(500)
-    generator = tf.random.Generator.from_seed(0)
-    values = []
-    for batch in ds:
-        images = batch["image"]
-        if binarize:
-            images = data.binarize(images, generator)
-        values.append(model.log_prob(images)["log_prob"].numpy())
-    return np.concatenate(values)
+def scores(model, name, limit, binarize, batch=500):
+    if binarize:
+        images, _ = binarized_test_set(name, "test", TEST_SEED)
+    else:
+        images = data.take_examples(name, "test", count=limit or 10_000)["image"].astype(np.float32)
+    images = images[:limit]
+    return log_probs(model, (images[i : i + batch] for i in range(0, len(images), batch)))
 
 
 def main():
@@ -58,11 +58,13 @@ def main():
         "mnist_bits_per_dim": float(bpd["MNIST test"].mean()),
         "fashion_mnist_bits_per_dim": float(bpd["Fashion-MNIST test"].mean()),
         "images_per_set": int(len(inliers)),
+        "binarization": f"evaluation/test_set.py, numpy seed {TEST_SEED}" if binarize else None,
     }
     bits_per_dim_histogram(
         bpd,
         args.png,
-        title=f"PixelCNN per-image bits/dim (AUROC {result['auroc_mnist_vs_fashion_mnist']:.3f})",
+        title=f"{type(model).__name__} per-image bits/dim "
+        f"(AUROC {result['auroc_mnist_vs_fashion_mnist']:.3f})",
     )
     print(json.dumps(result, indent=2))
     print(f"histogram: {args.png}")
