@@ -19,8 +19,9 @@ from conftest import ROOT, free_port, genkeras_server
 SAVEDMODELS = ROOT / "savedmodels"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 MODELS = ("conv_vae", "cvae", "denoising_ae")
-# a model without a latent (no encode/decode), served too when it is shipped
-EXTRA = tuple(m for m in ("pixelcnn",) if (SAVEDMODELS / m / "1").exists())
+# models without a latent (no encode/decode), served too when they are shipped
+WITHOUT_LATENT = ("pixelcnn", "pixelrnn")
+EXTRA = tuple(m for m in WITHOUT_LATENT if (SAVEDMODELS / m / "1").exists())
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -246,11 +247,15 @@ def test_samples_denoise_and_drawing(page, server, shots):
 
 
 @pytest.mark.skipif(not EXTRA, reason="no pixelcnn SavedModel")
-def test_model_without_latent(page, server):
-    """PixelCNN: latent sections greyed out, log_prob still scores against its histogram."""
-    page.goto(f"http://127.0.0.1:{server}/?model=pixelcnn")
+@pytest.mark.parametrize("model", WITHOUT_LATENT)
+def test_model_without_latent(page, server, model):
+    """PixelCNN and PixelRNN: latent sections greyed out, log_prob still scores against the
+    model's own bundled histogram."""
+    if model not in EXTRA:
+        pytest.skip(f"no shipped {model} SavedModel")
+    page.goto(f"http://127.0.0.1:{server}/?model={model}")
     page.wait_for_function("document.body.dataset.ready === '1'", timeout=60_000)
-    assert page.text_content("#status").startswith("ready: pixelcnn")
+    assert page.text_content("#status").startswith(f"ready: {model}")
     for section in ("latent-section", "interp-section", "attr-section", "denoise-section"):
         assert "disabled" in page.get_attribute(f"#{section}", "class"), section
     page.click("#score-base")

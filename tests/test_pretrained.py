@@ -23,6 +23,7 @@ SHIPPED = (
     "dense_ae",
     "pca",
     "pixelcnn",
+    "pixelrnn",
     "vae",
 )
 
@@ -62,15 +63,16 @@ def test_same_numbers_as_the_served_savedmodel(name):
     np.testing.assert_allclose(np.asarray(model.decode(z)), served.numpy(), atol=1e-5)
 
 
-def test_pixelcnn_has_the_served_likelihood():
+@pytest.mark.parametrize("name", ["pixelcnn", "pixelrnn"])
+def test_pixel_model_has_the_served_likelihood(name):
     import tensorflow as tf
 
-    export = ROOT / "savedmodels" / "pixelcnn" / "1"
+    export = ROOT / "savedmodels" / name / "1"
     if not export.exists():
         pytest.skip("no SavedModel exported")
     images = (np.random.default_rng(0).random((2, 28, 28, 1)) > 0.7).astype("float32")
     served = tf.saved_model.load(str(export)).signatures["log_prob"](images=tf.constant(images))
-    ours = pretrained.load("pixelcnn").log_prob(images)
+    ours = pretrained.load(name).log_prob(images)
     ours = np.asarray(ours["log_prob"] if isinstance(ours, dict) else ours)
     np.testing.assert_allclose(ours, served["log_prob"].numpy(), rtol=1e-4)
 

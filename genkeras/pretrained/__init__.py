@@ -3,7 +3,7 @@
     >>> import genkeras.pretrained
     >>> genkeras.pretrained.available()
     ['conv_ae', 'conv_vae', 'cpixelcnn', 'cvae', 'denoising_ae', 'dense_ae', 'pca', 'pixelcnn',
-     'vae']
+     'pixelrnn', 'vae']
     >>> vae = genkeras.pretrained.load("conv_vae")   # a ready keras.Model (not compiled)
     >>> z_mean, z_log_var = vae.encoder([images])      # images: float32 [N, 28, 28, 1] in [0, 1]
     >>> pictures = vae.decode(z_mean)                  # the same digits back, in [0, 1]
@@ -20,8 +20,8 @@ Fine-tuning: the models load uncompiled; compile, then fit.
 * Autoencoders (`dense_ae`, `conv_ae`, `denoising_ae`): `model.compile(optimizer="adam",
   loss="binary_crossentropy")` then `model.fit(images, images)`.
 * `pca` is fitted in closed form (`model.fit_closed_form(batches)`), not by gradient descent.
-* `pixelcnn` has no latent space (no encoder/decoder): `log_prob`, `sample`, `complete`;
-  `cpixelcnn` takes `labels` in those and adds `label_posterior` (labels by Bayes' rule).
+* `pixelcnn` and `pixelrnn` have no latent space (no encoder/decoder): `log_prob`, `sample`,
+  `complete`; `cpixelcnn` takes `labels` in those and adds `label_posterior` (labels by Bayes' rule).
 
 Every autoencoder and VAE exposes its `encoder` and `decoder` as functional Keras models, which
 embed in a new model like any layer (`keras.Model(inputs, head(vae.encoder([inputs])[0]))`).

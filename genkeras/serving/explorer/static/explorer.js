@@ -223,7 +223,8 @@ async function loadModel() {
     `${S.model} has no sample signature (not a generative model); pick vae, conv_vae or cvae.`);
   if (has("sample") && !S.latent) {
     $("sample-note").textContent = `${S.model} samples pixel by pixel (784 steps), on demand: ` +
-      "the shipped pixelcnn draws a grid in about half a second on 2 CPU cores.";
+      "on 2 CPU cores the shipped pixelcnn draws a grid in about half a second, pixelrnn in " +
+      "about one second.";
   }
   sectionOn("denoise-section", has("denoise"), "denoise-note",
     `${S.model} has no denoise signature; pick denoising_ae.`);
