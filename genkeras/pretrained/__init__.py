@@ -21,7 +21,8 @@ Fine-tuning: the models load uncompiled; compile, then fit.
   loss="binary_crossentropy")` then `model.fit(images, images)`.
 * `pca` is fitted in closed form (`model.fit_closed_form(batches)`), not by gradient descent.
 * `pixelcnn` and `pixelrnn` have no latent space (no encoder/decoder): `log_prob`, `sample`,
-  `complete`; `cpixelcnn` takes `labels` in those and adds `label_posterior` (labels by Bayes' rule).
+  `complete`; `cpixelcnn` takes `labels` in those and adds `label_posterior` (labels by
+  Bayes' rule).
 
 Every autoencoder and VAE exposes its `encoder` and `decoder` as functional Keras models, which
 embed in a new model like any layer (`keras.Model(inputs, head(vae.encoder([inputs])[0]))`).
