@@ -14,6 +14,10 @@ import numpy as np
 from genkeras.training.config import ConfigError, Run
 from genkeras.training.inputs import example_inputs
 
+SAME_OPTIONS = (
+    "train with the options the file was trained with (its run's metrics.json, 'hyperparameters')."
+)
+
 
 def load_initial_weights(run: Run) -> list[np.ndarray]:
     """The weights of `run.config.initial_weights`, checked against the model the run builds.
@@ -57,14 +61,12 @@ def load_initial_weights(run: Run) -> list[np.ndarray]:
     theirs, ours = source.weights, model.weights
     if len(theirs) != len(ours):
         raise ConfigError(
-            f"{flag} has {len(theirs)} weights, this run's model {len(ours)}: train with the "
-            "options the file was trained with (its run's metrics.json, 'hyperparameters')."
+            f"{flag} has {len(theirs)} weights, this run's model {len(ours)}: {SAME_OPTIONS}"
         )
     for their, our in zip(theirs, ours, strict=True):
         if tuple(their.shape) != tuple(our.shape):
             raise ConfigError(
                 f"{flag}: its weight {their.path} has shape {tuple(their.shape)}, this run's "
-                f"{our.path} {tuple(our.shape)}: train with the options the file was trained "
-                "with (its run's metrics.json, 'hyperparameters')."
+                f"{our.path} {tuple(our.shape)}: {SAME_OPTIONS}"
             )
     return source.get_weights()
