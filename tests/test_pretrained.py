@@ -48,15 +48,20 @@ def test_files_hold_weights_only():
         assert size < 1.25 * 4 * params + 64_000, (name, size, 4 * params)
 
 
+def newest_export(name):
+    """savedmodels/NAME/VERSION with the highest VERSION: the one serving/models.config serves."""
+    versions = [p for p in (ROOT / "savedmodels" / name).glob("*") if p.name.isdigit()]
+    if not versions:
+        pytest.skip("no SavedModel exported")
+    return max(versions, key=lambda p: int(p.name))
+
+
 @pytest.mark.parametrize("name", ["conv_vae", "conv_ae", "pca"])
 def test_same_numbers_as_the_served_savedmodel(name):
     """The shipped file and the newest savedmodels/NAME/VERSION (the served one) agree."""
     import tensorflow as tf
 
-    versions = [p for p in (ROOT / "savedmodels" / name).glob("*") if p.name.isdigit()]
-    if not versions:
-        pytest.skip("no SavedModel exported")
-    export = max(versions, key=lambda p: int(p.name))
+    export = newest_export(name)
     model = pretrained.load(name)
     z = np.random.default_rng(0).normal(size=(3, model.latent_dim)).astype("float32")
     served = tf.saved_model.load(str(export)).signatures["decode"](z=tf.constant(z))["images"]
@@ -65,11 +70,11 @@ def test_same_numbers_as_the_served_savedmodel(name):
 
 @pytest.mark.parametrize("name", ["pixelcnn", "pixelrnn"])
 def test_pixel_model_has_the_served_likelihood(name):
+    """The shipped file and the newest savedmodels/NAME/VERSION (the served one) give the same
+    exact log-likelihood."""
     import tensorflow as tf
 
-    export = ROOT / "savedmodels" / name / "1"
-    if not export.exists():
-        pytest.skip("no SavedModel exported")
+    export = newest_export(name)
     images = (np.random.default_rng(0).random((2, 28, 28, 1)) > 0.7).astype("float32")
     served = tf.saved_model.load(str(export)).signatures["log_prob"](images=tf.constant(images))
     ours = pretrained.load(name).log_prob(images)
