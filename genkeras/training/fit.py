@@ -22,7 +22,7 @@ from genkeras.training.callbacks import EpochSeconds, LearningRateWarmup, TimeBu
 from genkeras.training.config import Run, TrainConfig, resolve
 from genkeras.training.finish import TrainingError, TrainResult, finish, finish_in_tensorflow
 from genkeras.training.initial_weights import load_initial_weights
-from genkeras.training.inputs import batches, endless, example_inputs
+from genkeras.training.inputs import batches, built_model, endless, example_inputs
 
 
 def logged_epochs(run_dir: Path) -> tuple[int, float]:
@@ -232,8 +232,7 @@ def build_model(run: Run, strategy=None, steps_per_execution=None, initialize=Tr
     """
     config, spec, view = run.config, run.spec, run.view
     with scale.scope(strategy):
-        model = spec.build(run.info.image_shape, config.latent_dim, **run.options)
-        model(example_inputs(config, view))  # builds the weights, whatever the model's inputs
+        model = built_model(run)
         if initialize and hasattr(model, "initialize_output_bias"):
             clean = dataclasses.replace(view, binarize=False, noise=None)
             model.initialize_output_bias(example_inputs(config, clean, count=4096))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from genkeras.training.config import ConfigError, Run
-from genkeras.training.inputs import example_inputs
+from genkeras.training.inputs import built_model
 
 SAME_OPTIONS = (
     "train with the options the file was trained with (its run's metrics.json, 'hyperparameters')."
@@ -51,8 +51,7 @@ def load_initial_weights(run: Run) -> list[np.ndarray]:
             "pass a .keras file saved by train.py (runs/NAME/NAME.keras) or a shipped one "
             "(genkeras/pretrained/NAME.keras)."
         ) from None
-    model = run.spec.build(run.info.image_shape, run.config.latent_dim, **run.options)
-    model(example_inputs(run.config, run.view))
+    model = built_model(run)
     if type(source).__name__ != type(model).__name__:
         raise ConfigError(
             f"{flag} holds a {type(source).__name__}, but --model {run.spec.name} builds a "

@@ -43,3 +43,11 @@ def example_inputs(config, view, count=2):
     first = next(iter(data.pipeline(ds, view, batch_size=count, shuffle=False, cache=False)))
     first = keras.tree.map_structure(lambda tensor: tensor.numpy(), first)  # for any backend
     return first[0] if view.targets else first
+
+
+def built_model(run):
+    """The run's model with its weights created (random, uncompiled): built from the registry
+    and called once on `example_inputs`, whatever the model's inputs are."""
+    model = run.spec.build(run.info.image_shape, run.config.latent_dim, **run.options)
+    model(example_inputs(run.config, run.view))
+    return model
