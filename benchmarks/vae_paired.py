@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -53,8 +54,11 @@ def main() -> None:
     parser.add_argument("--iw-samples", type=int, default=64, help="k of the IWAE bound")
     parser.add_argument("--images", type=int, default=10_000, help="the first N test images")
     args = parser.parse_args()
-    if args.iw_samples < 1 or args.images < 2:
-        parser.error("--iw-samples must be at least 1 and --images at least 2")
+    if args.iw_samples < 1 or not 2 <= args.images <= 10_000:
+        parser.error("--iw-samples must be at least 1 and --images from 2 to 10000")
+    for path in (args.old, args.new):  # before minutes of scoring the other model
+        if not Path(path).is_file():
+            parser.error(f"{path} is not a file: give a trained VAE's .keras file")
 
     images, labels = binarized_test_set()
     images, labels = images[: args.images], labels[: args.images]

@@ -106,3 +106,20 @@ def test_vae_evaluate_refuses_bad_arguments_before_loading_anything(tmp_path, ar
     )
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_paired_benchmark_refuses_a_missing_file_before_scoring(tmp_path):
+    """benchmarks/vae_paired.py names the missing file and stops before any model is scored."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "vae_paired.py"
+    missing = tmp_path / "nope.keras"
+    result = subprocess.run(
+        [sys.executable, str(script), "genkeras/pretrained/conv_vae.keras", str(missing)],
+        capture_output=True,
+        text=True,
+        cwd=script.parents[1],
+    )
+    assert result.returncode == 2
+    assert f"{missing} is not a file: give a trained VAE's .keras file" in result.stderr
+    assert "NLL" not in result.stdout
