@@ -129,6 +129,24 @@ def randomize_biases(model, scale=0.3):
     return model
 
 
+def test_a_deepened_pixelcnn_starts_with_the_logits_of_the_shallower_one():
+    """`grow_from` copies every layer by name and zeroes only the new blocks' output
+    projections: the logits stay those of the trained model, the new vertical layers keep
+    their random start, and another option or a deeper source is refused by name."""
+    images = (np.random.default_rng(2).random((3, 6, 5, 1)) < 0.4).astype(np.float32)
+    shallow = randomize_biases(build(PixelCNN, (6, 5, 1)))
+    deep = build(PixelCNN, (6, 5, 1), num_layers=4)
+    deep.grow_from(shallow)
+    np.testing.assert_allclose(deep.logits(images), shallow.logits(images), atol=1e-5)
+    layers = {layer.name: layer for layer in deep.layers}
+    assert not np.any(layers["h_out_3"].kernel.numpy())
+    assert np.any(layers["v_conv_3"].kernel.numpy()) and np.any(layers["h_out_1"].kernel.numpy())
+    with pytest.raises(ValueError, match="its filters is 8, this run's 6"):
+        build(PixelCNN, (6, 5, 1), num_layers=4, filters=6).grow_from(shallow)
+    with pytest.raises(ValueError, match="pass --num-layers 4 or more"):
+        shallow.grow_from(deep)
+
+
 def check_cache_steps(model, images, labels=None):
     """Runs a model's per-pixel cache steps by hand over every pixel of `images` (fed the true
     previous pixels) and checks each pixel's logits against the full network's."""
@@ -316,3 +334,29 @@ def test_train_py_conditional_categorical_pixelcnn(tmp_path):
     )
     assert 6 < report["metrics"]["test_bits_per_dim"] < 9  # ~8 bits/dim: barely trained
     assert report["hyperparameters"]["num_classes"] == 10
+
+
+@pytest.mark.slow
+def test_train_py_deepens_a_trained_pixelcnn_with_initial_weights(tmp_path):
+    """--initial-weights with a larger --num-layers: at a negligible learning rate the deeper
+    run tests at the shallow run's NLL (the same function); other options are refused."""
+    tiny = ("--limit", 128, "--epochs", 1, "--filters", 8, "--hidden", 8, "--no-export")
+    shallow = train_pixelcnn(tmp_path / "a", *tiny, "--num-layers", 1)
+    start = tmp_path / "a" / "runs" / "pixelcnn" / "pixelcnn.keras"
+    deep = train_pixelcnn(
+        *(tmp_path / "b", *tiny, "--num-layers", 3, "--initial-weights", start),
+        *("--learning-rate", "1e-12"),
+    )
+    assert deep["hyperparameters"]["num_layers"] == 3
+    nll = [report["metrics"]["test_nll_nats"] for report in (shallow, deep)]
+    assert nll[1] == pytest.approx(nll[0], abs=1e-3)
+    refused = subprocess.run(
+        [sys.executable, "train.py", "--model", "pixelcnn", *map(str, tiny)]
+        + ["--filters", "4", "--initial-weights", str(start), "--output-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert "its filters is 8, this run's 4" in refused.stderr.splitlines()[-1]

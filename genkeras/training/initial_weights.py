@@ -5,6 +5,9 @@ To train a shipped model further (say `genkeras/pretrained/pixelcnn.keras` with 
 weight from the file. The file must hold the same model trained with the same options: the
 same class, the same weights in the same order and shapes. Anything else is refused before
 training, naming the first difference and how to fix it.
+
+A model that can grow (`grow_from`: a PixelCNN with more gated blocks, see
+`genkeras.models.pixel.deepen`) also starts from a file of the same model with fewer layers.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ def load_initial_weights(run: Run) -> list[np.ndarray]:
         run: a resolved run whose `config.initial_weights` names a `.keras` file.
 
     Returns:
-        The file's weights, in the order of `model.get_weights()`.
+        The file's weights, in the order of `model.get_weights()` (those of the grown model
+        where the run's model has more layers and can grow).
 
     Raises:
         ConfigError: the file does not load, or holds another model or other shapes.
@@ -51,6 +55,7 @@ def load_initial_weights(run: Run) -> list[np.ndarray]:
             "pass a .keras file saved by train.py (runs/NAME/NAME.keras) or a shipped one "
             "(genkeras/pretrained/NAME.keras)."
         ) from None
+    keras.utils.set_random_seed(run.config.seed)  # the layers a grown model adds start alike
     model = built_model(run)
     if type(source).__name__ != type(model).__name__:
         raise ConfigError(
@@ -58,6 +63,12 @@ def load_initial_weights(run: Run) -> list[np.ndarray]:
             f"{type(model).__name__}: pass a file of the same model."
         )
     theirs, ours = source.weights, model.weights
+    if len(theirs) != len(ours) and hasattr(model, "grow_from"):
+        try:
+            model.grow_from(source)
+        except ValueError as error:
+            raise ConfigError(f"{flag}: {error}.") from None
+        return model.get_weights()
     if len(theirs) != len(ours):
         raise ConfigError(
             f"{flag} has {len(theirs)} weights, this run's model {len(ours)}: {SAME_OPTIONS}"

@@ -312,6 +312,13 @@ class PixelCNN(PixelModel):
         hidden = ops.relu(_mm(kernel, ops.relu(h)) + bias)
         return _mm(hidden, out, transpose=True) + out_bias, (pixels, next_lefts)
 
+    def grow_from(self, source):
+        """Start from `source`, a trained PixelCNN with fewer gated blocks: the same logits
+        until training moves the new blocks (`deepen.deepen`, which names what it refuses)."""
+        from genkeras.models.pixel.deepen import deepen
+
+        deepen(self, source)
+
     def get_config(self):
         return {**super().get_config(), "first_kernel_size": self.first_kernel_size}
 
