@@ -63,13 +63,13 @@ def load_initial_weights(run: Run) -> list[np.ndarray]:
             f"{type(model).__name__}: pass a file of the same model."
         )
     theirs, ours = source.weights, model.weights
-    if len(theirs) != len(ours) and hasattr(model, "grow_from"):
-        try:
-            model.grow_from(source)
-        except ValueError as error:
-            raise ConfigError(f"{flag}: {error}.") from None
-        return model.get_weights()
     if len(theirs) != len(ours):
+        if hasattr(model, "grow_from"):
+            try:
+                model.grow_from(source)
+            except ValueError as error:
+                raise ConfigError(f"{flag}: {error}.") from None
+            return model.get_weights()
         raise ConfigError(
             f"{flag} has {len(theirs)} weights, this run's model {len(ours)}: {SAME_OPTIONS}"
         )
