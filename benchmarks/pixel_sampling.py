@@ -1,16 +1,17 @@
 """PixelCNN sampling: the naive loop, the row cache and the per-pixel cache, same seed.
 
     python benchmarks/pixel_sampling.py [--model runs/pixelcnn/pixelcnn.keras] [--num 16]
-        [--large 256] [--repeats 5] [--skip-naive] [--skip-rows]
+        [--large 256] [--repeats 5] [--chains 2] [--skip-naive] [--skip-rows]
 
-Without --model it times an untrained PixelCNN of the shipped size (filters 32, 7 layers,
-head 64): the speed does not depend on the weights. Every sampler runs as a compiled
-`tf.function` graph without XLA (as in the SavedModel), traced and warmed up at each batch
-size first. The per-pixel cache is timed `--repeats` times for `--num` and for `--large`
+Without --model it times an untrained PixelCNN of the shipped size (filters 32, 14 layers, head
+64): the speed does not depend on the weights. `--chains` sets how many independent loops the
+per-pixel cache splits the batch into (`samplers.CHAINS`; 1: one loop). Every sampler runs as a
+compiled `tf.function` graph without XLA (as in the SavedModel), traced and warmed up at each
+batch size first. The per-pixel cache is timed `--repeats` times for `--num` and for `--large`
 images, alternately (both see the same machine load; medians are printed, and the time of
-`--large` images over `--num`: how sampling scales with the batch); the row cache and the
-naive loop once, for `--num` images. It prints the speed-ups over the naive loop and whether
-the faster samplers drew exactly the naive loop's images.
+`--large` images over `--num`: how sampling scales with the batch); the row cache and the naive
+loop once, for `--num` images. It prints the speed-ups over the naive loop and whether the
+faster samplers drew exactly the naive loop's images.
 """
 
 from __future__ import annotations
@@ -43,14 +44,18 @@ def main():
     parser.add_argument("--large", type=int, default=256, help="the larger batch (0: skip)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=5, help="timed calls of the pixel cache")
+    parser.add_argument("--chains", type=int, default=samplers.CHAINS, help="batch slices")
     parser.add_argument("--skip-naive", action="store_true", help="no naive loop (slow)")
     parser.add_argument("--skip-rows", action="store_true", help="no row-cache sampler")
     args = parser.parse_args()
+    if args.chains < 1 or args.num < 1 or args.large < 0 or args.repeats < 1:
+        parser.error("--chains, --num and --repeats must be at least 1, --large at least 0")
     if args.model:
         model = keras.saving.load_model(args.model)
     else:
-        model = PixelCNN((28, 28, 1), filters=32, num_layers=7, hidden=64)
+        model = PixelCNN((28, 28, 1), filters=32, num_layers=14, hidden=64)
         model(np.zeros((1, 28, 28, 1), np.float32))
+    samplers.CHAINS = args.chains  # read when the sampler is traced, just below
     pixels = samplers.compiled_sampler(model, fast="pixels")
     sizes = [args.num] + ([args.large] if args.large else [])
     for num in sizes:  # trace once; the first call at a new size also pays for setup

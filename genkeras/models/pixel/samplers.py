@@ -7,7 +7,7 @@ Three samplers draw the same images for the same seed: channel c of pixel t = ro
 (C channels; colour draws a pixel's R, then G, then B) is draw s = t * C + c, which uses the
 stateless uniform draws keyed by `(seed, s)` in all of them (s = t for grayscale), and their
 logits agree up to float rounding (a draw within rounding of its threshold could in principle
-tell them apart; `test_pixel_models.py` pins the images equal, shipped-size model included):
+tell them apart; `test_pixel_models.py` pins the images equal, a 28x28 model included):
 
 * naive (`fast=False`): recomputes the whole network on the whole image for each of the H*W
   pixels;
@@ -23,7 +23,8 @@ tell them apart; `test_pixel_models.py` pins the images equal, shipped-size mode
   the columns to the left kept in the cache). Altogether one forward pass per image, so the
   work per pixel is that of one position. Models that implement the steps of `PixelModel`
   (`pixel_cache`): PixelCNN, and the Diagonal BiLSTM (carrying its LSTM states). `fast=True`
-  picks it where available, else the row cache.
+  picks it where available, else the row cache. The batch runs as `CHAINS` independent loops,
+  so that a large batch keeps more than one core busy.
 
 Randomness: Bernoulli pixels are `u < sigmoid(logit / T)`; categorical pixels use the
 Gumbel-max trick `argmax(logits / T - log(-log u))`, with `u` from
@@ -31,6 +32,8 @@ Gumbel-max trick `argmax(logits / T - log(-log u))`, with `u` from
 """
 
 from __future__ import annotations
+
+import itertools
 
 import tensorflow as tf
 
@@ -109,13 +112,38 @@ def _loop_rows(model, x, start_row, seed, temperature, labels):
     return x
 
 
+# The per-pixel cache splits the batch into this many independent loops. Each loop is a long
+# chain of small operations, one after another; two chains give TensorFlow's executor two
+# operations to run at once, so a large batch keeps two cores busy (see docs/benchmarks.md).
+CHAINS = 2
+
+
 def _loop_pixels(model, x, start_row, seed, temperature, labels):
+    """The per-pixel cache on `CHAINS` slices of the batch, one independent loop each (a slice
+    may be empty). Every image keeps the randomness it has in one loop over the whole batch."""
+    batch = tf.shape(x)[0]
+    bounds = [batch * k // CHAINS for k in range(CHAINS + 1)]
+    chains = []
+    for low, high in itertools.pairwise(bounds):
+
+        def chain(low=low, high=high):
+            part = None if labels is None else labels[low:high]
+            span = (low, high, batch)
+            return _chain_pixels(model, x[low:high], start_row, seed, temperature, part, span)
+
+        chains.append(tf.cond(high > low, chain, lambda low=low, high=high: x[low:high]))
+    return tf.concat(chains, axis=0)
+
+
+def _chain_pixels(model, x, start_row, seed, temperature, labels, span):
     """Rows from `start_row` on, each pixel from the model's cache steps; rows above it as
     given (they only feed the vertical stack's cache). Rows travel as [C, W, N] (the steps of
     a grayscale model take [W, N]). Colour: each pixel's channels in turn, by C calls of
-    `pixel_step` with the channels drawn so far (`current`)."""
+    `pixel_step` with the channels drawn so far (`current`). `span` = (low, high, total): `x`
+    is images low..high-1 of a batch of `total`, whose randomness they draw."""
     height, width, channels = model.image_shape
     batch = tf.shape(x)[0]
+    low, high, total = span
     constants = model.cache_constants(batch, labels)  # weights read once, outside the loops
     per_channel = model.out_channels // channels
     shape = [batch, 1] if model.likelihood == "bernoulli" else [batch, 1, per_channel]
@@ -128,7 +156,9 @@ def _loop_pixels(model, x, start_row, seed, temperature, labels):
     def sample_row(i, columns):
         # The whole row's randomness at once, each draw's exactly as the naive loop's.
         steps = range(width * channels)
-        noise = tf.stack([_noise(model, shape, seed, i * width * channels + k) for k in steps])
+        whole = [total, *shape[1:]]
+        noise = tf.stack([_noise(model, whole, seed, i * width * channels + k) for k in steps])
+        noise = noise[:, low:high]
 
         def pixel_body(j, cache, previous, values):
             if channels == 1:
