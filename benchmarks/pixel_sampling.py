@@ -1,7 +1,8 @@
 """PixelCNN sampling: the naive loop, the row cache and the per-pixel cache, same seed.
 
     python benchmarks/pixel_sampling.py [--model runs/pixelcnn/pixelcnn.keras] [--num 16]
-        [--large 256] [--repeats 5] [--chains 2] [--skip-naive] [--skip-rows]
+        [--large 256] [--repeats 5] [--chains 2] [--exported savedmodels/pixelcnn/5]
+        [--skip-naive] [--skip-rows]
 
 Without --model it times an untrained PixelCNN of the shipped size (filters 32, 14 layers, head
 64): the speed does not depend on the weights. `--chains` sets how many independent loops the
@@ -10,8 +11,10 @@ compiled `tf.function` graph without XLA (as in the SavedModel), traced and warm
 batch size first. The per-pixel cache is timed `--repeats` times for `--num` and for `--large`
 images, alternately (both see the same machine load; medians are printed, and the time of
 `--large` images over `--num`: how sampling scales with the batch); the row cache and the naive
-loop once, for `--num` images. It prints the speed-ups over the naive loop and whether the
-faster samplers drew exactly the naive loop's images.
+loop once, for `--num` images. `--exported` times a SavedModel's `sample` signature the same
+way as the per-pixel cache (the graph TF Serving and `genkeras serve` run). It prints the
+speed-ups over the naive loop and whether the faster samplers drew exactly the naive loop's
+images.
 """
 
 from __future__ import annotations
@@ -37,6 +40,23 @@ def timed(run, num, seed):
     return images, time.perf_counter() - started
 
 
+def timed_sizes(run, sizes, args, name):
+    """`run` timed `--repeats` times at each batch size, the sizes alternating so that they see
+    the same machine load; prints and returns the median seconds per size."""
+    times = {num: [] for num in sizes}
+    for _ in range(args.repeats):
+        for num in sizes:
+            times[num].append(timed(run, num, args.seed)[1])
+    median = {num: statistics.median(times[num]) for num in sizes}
+    for num in sizes:
+        runs = ", ".join(f"{seconds:.3f}" for seconds in times[num])
+        print(f"{num} images: {name} {median[num]:.3f} s (median of {runs})", flush=True)
+    if len(sizes) > 1:
+        ratio = median[sizes[1]] / median[sizes[0]]
+        print(f"{name}: {sizes[1]}/{sizes[0]} time ratio: {ratio:.2f}")
+    return median
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help=".keras file (default: untrained shipped-size PixelCNN)")
@@ -45,6 +65,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=5, help="timed calls of the pixel cache")
     parser.add_argument("--chains", type=int, default=samplers.CHAINS, help="batch slices")
+    parser.add_argument("--exported", help="also time this SavedModel's `sample` signature")
     parser.add_argument("--skip-naive", action="store_true", help="no naive loop (slow)")
     parser.add_argument("--skip-rows", action="store_true", help="no row-cache sampler")
     args = parser.parse_args()
@@ -60,17 +81,19 @@ def main():
     sizes = [args.num] + ([args.large] if args.large else [])
     for num in sizes:  # trace once; the first call at a new size also pays for setup
         pixels(num, args.seed + 1, 1.0)
-    times, images = {num: [] for num in sizes}, {}
-    for _ in range(args.repeats):  # alternating, so that both sizes see the same machine load
+    median = timed_sizes(pixels, sizes, args, "per-pixel cache")
+    if args.exported:
+        signature = tf.saved_model.load(args.exported).signatures["sample"]
+
+        def exported(num, seed, temperature):
+            inputs = {"num": num, "seed": seed, "temperature": temperature}
+            return signature(**{k: tf.constant(v) for k, v in inputs.items()})["images"]
+
         for num in sizes:
-            _, seconds = timed(pixels, num, args.seed)
-            times[num].append(seconds)
-    median = {num: statistics.median(times[num]) for num in sizes}
-    for num in sizes:
-        runs = ", ".join(f"{seconds:.3f}" for seconds in times[num])
-        print(f"{num} images: per-pixel cache {median[num]:.3f} s (median of {runs})", flush=True)
+            exported(num, args.seed + 1, 1.0)
+        timed_sizes(exported, sizes, args, f"{args.exported} sample")
+    images = {"exported": exported(args.num, args.seed, 1.0).numpy()} if args.exported else {}
     if args.large:
-        print(f"{args.large}/{args.num} time ratio: {median[args.large] / median[args.num]:.2f}")
         # The floor of any exact sampler: every position of every image through every layer
         # once, here as one forward pass of the network (Keras' convolutions) over the batch.
         forward = tf.function(model.logits, jit_compile=False, autograph=False)
@@ -90,6 +113,9 @@ def main():
             images[name], seconds[name] = timed(run, args.num, args.seed)
             print(f"{args.num} images: {name:>5} {seconds[name]:8.2f} s", flush=True)
     if "naive" in seconds:
+        if "exported" in images:
+            same = np.array_equal(images["exported"], images["naive"])
+            print(f"{args.exported} sample: identical samples to naive: {same}")
         for name in ("pixels", "rows"):
             if name in seconds:
                 same = np.array_equal(images[name], images["naive"])

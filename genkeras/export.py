@@ -25,6 +25,7 @@ import keras
 import tensorflow as tf
 
 from genkeras import __version__
+from genkeras.models.pixel import samplers
 from genkeras.signatures import METHOD_NAMES, SIGNATURES, max_generated_images
 
 __all__ = ["BATCHING_PARAMS", "export_model", "max_generated_images", "next_version"]
@@ -74,6 +75,9 @@ def next_version(base: Path) -> int:
 
 # Warm-up records (TF Serving replays assets.extra/tf_serving_warmup_requests when it loads a
 # version, so the first real request does not pay for graph initialisation).
+# The per-pixel cache's independent loops in exported graphs (`samplers.CHAINS` in-process).
+SERVED_CHAINS = 1
+
 WARMUP_SCALARS = {"num": 1, "seed": 0, "rows": 0, "temperature": 1.0}
 
 
@@ -199,14 +203,18 @@ def export_model(
         )
         warmup_specs[name] = input_specs
         # Traced here with autograph, so models may loop over tensors (pixel-by-pixel sampling).
+        # One sampling loop per request: a server runs requests side by side, and a request
+        # split into several loops slows the small requests beside it (docs/benchmarks.md).
         function = tf.function(fn, input_signature=input_specs, jit_compile=False)
-        function.get_concrete_function()
-        archive.add_endpoint(name, function)
+        with samplers.chains_traced(SERVED_CHAINS):
+            function.get_concrete_function()
+            archive.add_endpoint(name, function)
 
     remove_stale_temporaries(base)
     temporary = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-{os.getpid()}-", dir=base))
     try:
-        archive.write_out(str(temporary), verbose=False)
+        with samplers.chains_traced(SERVED_CHAINS):  # in case saving traces again
+            archive.write_out(str(temporary), verbose=False)
         set_method_names(temporary, METHOD_NAMES)
         full_card = {
             "name": spec.name,

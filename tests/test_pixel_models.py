@@ -364,3 +364,11 @@ def test_train_py_deepens_a_trained_pixelcnn_with_initial_weights(tmp_path):
     )
     assert refused.returncode == 2, refused.stderr[-3000:]
     assert "its filters is 8, this run's 4" in refused.stderr.splitlines()[-1]
+
+
+def test_chains_traced_sets_the_loop_count_and_gives_it_back():
+    before = samplers.CHAINS
+    with pytest.raises(RuntimeError), samplers.chains_traced(1):
+        assert samplers.CHAINS == 1
+        raise RuntimeError("traced")
+    assert samplers.CHAINS == before

@@ -24,7 +24,7 @@ tell them apart; `test_pixel_models.py` pins the images equal, a 28x28 model inc
   work per pixel is that of one position. Models that implement the steps of `PixelModel`
   (`pixel_cache`): PixelCNN, and the Diagonal BiLSTM (carrying its LSTM states). `fast=True`
   picks it where available, else the row cache. The batch runs as `CHAINS` independent loops,
-  so that a large batch keeps more than one core busy.
+  so that a large batch keeps more than one core busy (exports trace one, `chains_traced`).
 
 Randomness: Bernoulli pixels are `u < sigmoid(logit / T)`; categorical pixels use the
 Gumbel-max trick `argmax(logits / T - log(-log u))`, with `u` from
@@ -33,6 +33,7 @@ Gumbel-max trick `argmax(logits / T - log(-log u))`, with `u` from
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 import tensorflow as tf
@@ -116,6 +117,23 @@ def _loop_rows(model, x, start_row, seed, temperature, labels):
 # chain of small operations, one after another; two chains give TensorFlow's executor two
 # operations to run at once, so a large batch keeps two cores busy (see docs/benchmarks.md).
 CHAINS = 2
+
+
+@contextlib.contextmanager
+def chains_traced(count):
+    """Within the block, the per-pixel cache is traced with `count` independent loops (the
+    count is read when a sampler is traced, not when it runs).
+
+    Example:
+        with samplers.chains_traced(1):  # what `genkeras export` does
+            concrete = tf.function(sample).get_concrete_function(...)
+    """
+    global CHAINS
+    before, CHAINS = CHAINS, count
+    try:
+        yield
+    finally:
+        CHAINS = before
 
 
 def _loop_pixels(model, x, start_row, seed, temperature, labels):
