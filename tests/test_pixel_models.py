@@ -372,3 +372,30 @@ def test_chains_traced_sets_the_loop_count_and_gives_it_back():
         assert samplers.CHAINS == 1
         raise RuntimeError("traced")
     assert samplers.CHAINS == before
+
+
+def test_pixel_sampling_benchmark_refuses_zero_loops_before_any_work():
+    script = ROOT / "benchmarks" / "pixel_sampling.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--chains", "0"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert "--chains, --num and --repeats must be at least 1" in done.stderr
+
+
+def test_exports_trace_one_sampling_loop_per_request(tmp_path, monkeypatch):
+    # A request split into several loops slows the requests served beside it: exports keep one.
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from genkeras import export
+
+    def loops(served_chains):
+        monkeypatch.setattr(export, "SERVED_CHAINS", served_chains)
+        path = export_model(build(PixelCNN, (4, 4, 1)), get_spec("pixelcnn"), tmp_path / "x")
+        graph = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+        functions = graph.meta_graphs[0].graph_def.library.function
+        return sum(node.op == "StatelessWhile" for f in functions for node in f.node_def)
+
+    assert samplers.CHAINS == 2
+    assert loops(2) > loops(1)
+    assert samplers.CHAINS == 2  # given back after the export
