@@ -73,11 +73,13 @@ def next_version(base: Path) -> int:
     return max(versions, default=0) + 1
 
 
-# Warm-up records (TF Serving replays assets.extra/tf_serving_warmup_requests when it loads a
-# version, so the first real request does not pay for graph initialisation).
-# The per-pixel cache's independent loops in exported graphs (`samplers.CHAINS` in-process).
+# The per-pixel cache's independent loops in exported graphs (`samplers.CHAINS` in-process):
+# one per request, since a server runs requests side by side and a request split into several
+# loops slows the small requests beside it (docs/benchmarks.md).
 SERVED_CHAINS = 1
 
+# Warm-up records (TF Serving replays assets.extra/tf_serving_warmup_requests when it loads a
+# version, so the first real request does not pay for graph initialisation).
 WARMUP_SCALARS = {"num": 1, "seed": 0, "rows": 0, "temperature": 1.0}
 
 
@@ -203,17 +205,15 @@ def export_model(
         )
         warmup_specs[name] = input_specs
         # Traced here with autograph, so models may loop over tensors (pixel-by-pixel sampling).
-        # One sampling loop per request: a server runs requests side by side, and a request
-        # split into several loops slows the small requests beside it (docs/benchmarks.md).
         function = tf.function(fn, input_signature=input_specs, jit_compile=False)
         with samplers.chains_traced(SERVED_CHAINS):
             function.get_concrete_function()
-            archive.add_endpoint(name, function)
+        archive.add_endpoint(name, function)
 
     remove_stale_temporaries(base)
     temporary = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-{os.getpid()}-", dir=base))
     try:
-        with samplers.chains_traced(SERVED_CHAINS):  # in case saving traces again
+        with samplers.chains_traced(SERVED_CHAINS):  # write_out traces the endpoints again
             archive.write_out(str(temporary), verbose=False)
         set_method_names(temporary, METHOD_NAMES)
         full_card = {
