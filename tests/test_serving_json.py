@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 
 import numpy as np
@@ -354,7 +355,19 @@ def test_error_previews_stay_short_for_huge_values():
 # -- whole arrays at numpy speed (json_numbers, orjson in json_fast, the client) ----------------
 
 
-def test_numpy_writer_matches_the_reference_value_by_value():
+@pytest.fixture(params=["C", "numpy"])
+def number_writer(request, monkeypatch):
+    """Each float32 writer in turn: the C module (when built) and the numpy fallback."""
+    from genkeras.serving import json_numbers
+
+    if request.param == "numpy":
+        monkeypatch.setattr(json_numbers, "native", None)
+    elif json_numbers.native is None:
+        pytest.skip("genkeras.serving._json_numbers was not built (no C compiler)")
+    return request.param
+
+
+def test_number_writers_match_the_reference_value_by_value(number_writer):
     from genkeras.serving import json_numbers
 
     rng = np.random.default_rng(7)
@@ -374,8 +387,35 @@ def test_numpy_writer_matches_the_reference_value_by_value():
         assert json_numbers.float32_rows(values) == reference
 
 
+def test_the_c_writer_is_built_where_a_compiler_is():
+    from genkeras.serving import json_numbers
+
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler here: the numpy writer serves")
+    assert json_numbers.native is not None, "pip install -e . did not build _json_numbers.c"
+
+
+def test_the_c_writer_refuses_what_it_cannot_write():
+    from genkeras.serving import json_numbers
+
+    if json_numbers.native is None:
+        pytest.skip("genkeras.serving._json_numbers was not built")
+    rows_text = json_numbers.native.rows_text
+    assert rows_text(np.array([[0.5, 2.0]], np.float32), (2,), ";") == "[0.5,2.0];"
+    with pytest.raises(TypeError, match="float32 buffer"):
+        rows_text(np.zeros(4), (2,), ";")
+    with pytest.raises(ValueError, match="whole rows"):
+        rows_text(np.zeros(5, np.float32), (2,), ";")
+    with pytest.raises(ValueError, match="positive sizes"):
+        rows_text(np.zeros(4, np.float32), (2, 0), ";")
+    with pytest.raises(ValueError, match="32 dimensions"):
+        rows_text(np.zeros(1, np.float32), (1,) * 33, ";")
+    with pytest.raises(ValueError, match="ASCII"):
+        rows_text(np.zeros(1, np.float32), (), "é")
+
+
 @pytest.mark.parametrize("shape", [(3,), (2, 5), (4, 3, 2, 1), (1, 1, 1), (3000, 28)])
-def test_numpy_writer_nests_rows_as_the_reference(shape):
+def test_number_writers_nest_rows_as_the_reference(shape, number_writer):
     values = np.random.default_rng(8).normal(size=shape).astype(np.float32)
     values.flat[::7] = 0.0
     expected = [
@@ -383,10 +423,63 @@ def test_numpy_writer_nests_rows_as_the_reference(shape):
         for row in values
     ]
     assert list(json_encode._row_texts("y", values)) == expected
+    columnar = json_encode.make_json({"y": values}, json_encode.COLUMNAR)
+    assert columnar == '{"outputs": [' + ",".join(expected) + "]}"
     half = json_encode.make_json({"y": values.astype(np.float16)}, json_encode.COLUMNAR)
     assert half == json_encode.make_json(
         {"y": values.astype(np.float16).astype(np.float32)}, json_encode.COLUMNAR
     )
+
+
+@pytest.fixture(params=["C", "orjson"])
+def number_reader(request, monkeypatch):
+    """Each fast reader of numeric arrays in turn: the C module (when built), then orjson."""
+    from genkeras.serving import json_fast
+
+    if request.param == "orjson":
+        monkeypatch.setattr(json_fast, "native", None)
+    elif json_fast.native is None:
+        pytest.skip("genkeras.serving._json_numbers was not built (no C compiler)")
+    return request.param
+
+
+def test_the_c_reader_reads_numbers_as_float_does():
+    from genkeras.serving import json_fast
+
+    if json_fast.native is None:
+        pytest.skip("genkeras.serving._json_numbers was not built")
+    rng = np.random.default_rng(11)
+    values = rng.random(20_000) * 10.0 ** rng.integers(-30, 30, 20_000)
+    values[::3] *= -1
+    values = values.tolist()
+    for form in ("{:.9g}", "{:g}", "{!r}", "{:.3e}", "{:.12f}", "{:.0f}", "{:.19g}"):
+        texts = [form.format(v) for v in values]
+        read = json_fast.native.read_numbers(("[" + ",".join(texts) + "]").encode())
+        expected = np.array([float(t) for t in texts])
+        if read is None:  # some number needed the slow path: one at a time, each must agree
+            read = b"".join(json_fast.native.read_numbers(f"[{t}]".encode()) or b"" for t in texts)
+            kept = [json_fast.native.read_numbers(f"[{t}]".encode()) is not None for t in texts]
+            expected = expected[kept]
+        assert bytes(read) == expected.tobytes(), form
+
+
+def test_the_c_scan_finds_what_the_numpy_scan_finds(monkeypatch):
+    from genkeras.serving import json_fast
+
+    if json_fast.native is None:
+        pytest.skip("genkeras.serving._json_numbers was not built")
+    rng = np.random.default_rng(12)
+    monkeypatch.setattr(json_fast, "PIECE_BYTES", 16)
+    for _ in range(300):
+        chars = rng.choice(list(b"[],0 "), rng.integers(1, 200), p=[0.3, 0.25, 0.2, 0.2, 0.05])
+        body = b"[" + bytes(chars)
+        stop = int(rng.integers(1, len(body) + 1))
+        fast = json_fast._scan(body, 0, stop)
+        with monkeypatch.context() as patch:
+            patch.setattr(json_fast, "native", None)
+            assert fast == json_fast._scan(body, 0, stop), body
+    with pytest.raises(ValueError, match="out of range"):
+        json_fast.native.scan_array(b"[1]", 0, 4, 16)
 
 
 def grammar_path(monkeypatch, fn, *args):
@@ -412,9 +505,11 @@ def outcome(*args):
     "number",
     ["-0", "-0.0", "-0e0", "1E5", "1e+05", "1e0001", "0.5e-3", "16777215", "16777217"]
     + ["9007199254740993", "123456789012345678901234567890", "1e-400", "4.9e-324", "1e400"]
-    + ["2.2250738585072011e-308", "0.30000000000000004", "01", "1.", ".5", "+1", "1e", "-"],
+    + ["2.2250738585072011e-308", "0.30000000000000004", "01", "1.", ".5", "+1", "1e", "-"]
+    + ["0.123456789", "1.23456789e-05", "9007199254740992", "1e22", "1e23", "0e999", "-0e5"]
+    + ["1.0000000000000000000001", "12345678901234567890", "0.000", "1e-22", "3.0e-23"],
 )
-def test_numbers_read_by_orjson_equal_the_grammar_paths(monkeypatch, number):
+def test_numbers_read_fast_equal_the_grammar_paths(monkeypatch, number, number_reader):
     body = '{"inputs": [' + "0.5," * 3000 + number + "]}"
     for dtype in ("DT_FLOAT", "DT_DOUBLE", "DT_INT64"):
         fast = outcome(body, {"x": dtype})
@@ -427,7 +522,7 @@ def test_numbers_read_by_orjson_equal_the_grammar_paths(monkeypatch, number):
     + ["[0.5,0.5][0.5,0.5]", "[0.5,0.5]]", "[[0.5,0.5]", "0.5", "[0.5,[0.5]]", "[0.5,0.5,0.5]"]
     + ["[ 0.5 , 0.5 ]", "[\t0.5,\n0.5\r]", "[0.5,0.5] ", "[0.5,-0.5e-5]", "[1,2]", "[]0.5"],
 )
-def test_arrays_read_by_orjson_equal_the_grammar_paths(monkeypatch, odd):
+def test_arrays_read_fast_equal_the_grammar_paths(monkeypatch, odd, number_reader):
     for rows in ("[0.5,0.5]," * 3000 + odd, odd + ",[0.5,0.5]" * 3000):
         for key in ("inputs", "instances"):
             body = f'{{"{key}": [{rows}]}}'
@@ -450,7 +545,7 @@ def test_the_client_sends_floats_that_read_back_as_the_same_float32():
 
 
 @pytest.mark.parametrize("dtype", ["DT_FLOAT", "DT_DOUBLE", "DT_INT64", "DT_HALF", None])
-def test_the_client_reads_answers_as_json_loads_does(dtype):
+def test_the_client_reads_answers_as_json_loads_does(dtype, number_reader):
     from genkeras.serving import client, json_fast
 
     rng = np.random.default_rng(10)

@@ -307,6 +307,26 @@ class Limiter:
 
 _libc = None
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8  # glibc mallopt parameters
+# Freed heap memory the server keeps for the next requests; more is handed back.
+KEPT_FREE_BYTES = 64 << 20
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
 
 
 def _glibc():
@@ -316,24 +336,26 @@ def _glibc():
             _libc = ctypes.CDLL("libc.so.6")
             _libc.malloc_trim.argtypes = [ctypes.c_size_t]
             _libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+            _libc.mallinfo2.restype = _MallInfo2
         except (OSError, AttributeError):
             _libc = False
     return _libc
 
 
 def tune_malloc(
-    arenas: int = 2, mmap_threshold: int = 256 << 10, trim_threshold: int = 8 << 20
+    arenas: int = 2, mmap_threshold: int = 32 << 20, trim_threshold: int = KEPT_FREE_BYTES
 ) -> bool:
-    """Sets glibc's allocator so memory freed after a large request goes back to the system.
+    """Sets glibc's allocator so the memory of a large request goes back to the system.
 
-    Call it before threads start. Blocks over `mmap_threshold` bytes are mapped on their own
-    (glibc otherwise raises that threshold to 32 MiB after the first large free, and later
-    large blocks stay in the heap), and at most `arenas` heaps are kept (one per thread by
-    default: freed memory scattered over many of them stays resident). Up to
-    `trim_threshold` bytes free at the top of a heap stay there: setting the mmap threshold
-    also pins glibc's trim threshold at 128 KiB, and then numpy's short-lived arrays hand the
-    heap's top back and fault it in again on every few operations (twice the time for the
-    JSON of a batch-64 REST request); `release_memory` still trims all after large requests.
+    Call it before threads start. Blocks of `mmap_threshold` bytes or more (a large body, its
+    arrays) are mapped on their own and unmapped when freed (glibc would otherwise raise that
+    threshold after the first large free, up to 32 MiB, and keep later large blocks in the
+    heap), and at most `arenas` heaps are kept (one per thread by default: freed memory
+    scattered over many of them stays resident). Up to `trim_threshold` bytes free at the top
+    of a heap stay there. Smaller blocks come from the heap and are reused: the arrays and
+    tensors of an ordinary request (a batch of 64 images: 0.4 to 7 MiB each) then need no
+    fresh pages, which cost a page fault per 4 KiB (several milliseconds a request when every
+    block over 256 KiB was mapped afresh). `release_memory` bounds what stays free.
 
     Returns:
         Whether the settings were applied (False off glibc).
@@ -351,12 +373,19 @@ def tune_malloc(
     )
 
 
-def release_memory() -> None:
-    """Hands freed heap memory back to the system (glibc `malloc_trim(0)`; no-op elsewhere).
+def release_memory(keep: int = KEPT_FREE_BYTES) -> bool:
+    """Hands freed heap memory back to the system once more than `keep` bytes of it pile up
+    (glibc `malloc_trim(0)`; a no-op elsewhere).
 
     Large requests leave megabytes of freed blocks in glibc's heaps and arenas that would
-    otherwise stay resident.
+    otherwise stay resident. Trimming after every request would cost the next one a page fault
+    per 4 KiB it allocates again, so up to `keep` bytes stay for reuse.
+
+    Returns:
+        Whether memory was trimmed.
     """
     libc = _glibc()
-    if libc:
-        libc.malloc_trim(0)
+    if not libc or libc.mallinfo2().fordblks <= keep:
+        return False
+    libc.malloc_trim(0)
+    return True

@@ -179,8 +179,9 @@ def _nest(texts: list[str], shape: tuple[int, ...]) -> str:
 BLOCK_ELEMENTS = 1 << 16
 
 
-def _row_texts(name: str, array: np.ndarray):
-    """The JSON text of each `array[i]`, in order, formatted a block of rows at a time."""
+def _row_texts(name: str, array: np.ndarray, joined: bool = False):
+    """The JSON text of each `array[i]`, in order, formatted a block of rows at a time
+    (`joined`: one text per block, its rows' texts joined by commas)."""
     per_row = int(np.prod(array.shape[1:]))
     if per_row == 0 or 0 in array.shape:
         for row in array:
@@ -191,12 +192,17 @@ def _row_texts(name: str, array: np.ndarray):
     vectorised = array.dtype.kind == "f" and array.dtype != np.float64
     for start in range(0, array.shape[0], rows_per_block):
         block = array[start : start + rows_per_block]
-        if vectorised:
+        if vectorised and joined:
+            yield json_numbers.float32_joined(block)
+        elif vectorised:
             yield from json_numbers.float32_rows(block)
-            continue
-        texts = _leaf_texts(block, bytes_as_b64=b64)
-        for i in range(block.shape[0]):
-            yield _nest(texts[i * per_row : (i + 1) * per_row], array.shape[1:])
+        else:
+            texts = _leaf_texts(block, bytes_as_b64=b64)
+            rows = (
+                _nest(texts[i * per_row : (i + 1) * per_row], array.shape[1:])
+                for i in range(block.shape[0])
+            )
+            yield from ([",".join(rows)] if joined else rows)
 
 
 def array_json(array: np.ndarray) -> str:
@@ -208,7 +214,7 @@ def _tensor_json(name: str, array: np.ndarray) -> str:
     array = np.asarray(array)
     if array.ndim == 0 or 0 in array.shape:
         return _nest(_leaf_texts(array, bytes_as_b64=name.endswith("_bytes")), array.shape)
-    return "[" + ",".join(_row_texts(name, array)) + "]"
+    return "[" + ",".join(_row_texts(name, array, joined=True)) + "]"
 
 
 def make_json(outputs: dict[str, np.ndarray], request_format: str) -> str:

@@ -12,12 +12,14 @@ grammar, values the input's type takes without loss. For anything else
 `NumericSpan.to_python` parses the span with `json.loads`, and the exact path gives TF
 Serving's error for it.
 
-Numbers are read by orjson (C speed, correctly rounded like `float()`) with the brackets
-blanked out, a piece of about `PIECE_BYTES` at a time, as the span is cut; orjson also checks
-their grammar then. Where it cannot tell (it refuses a piece, the lists are not regular,
-`-0` which numpy reads as -0.0), a regular expression checks the grammar and numpy reads the
-text when a tensor needs it, so the answer is the same either way. Integer inputs are always
-read that way.
+Numbers are read by `_json_numbers.c` (`native`, built with the package) where each has at
+most 19 significant digits and needs one rounding (what `Client` and TF Serving write), else
+by orjson (C speed, correctly rounded like `float()`) with the brackets blanked out, a piece
+of about `PIECE_BYTES` at a time, as the span is cut; either checks their grammar as well.
+Where neither can tell (orjson refuses a piece, the lists are not regular, `-0` which numpy
+reads as -0.0), a regular expression checks the grammar and numpy reads the text when a
+tensor needs it, so the answer is the same either way. Integer inputs are always read that
+way. `native` also finds where an array ends (`_scan`), else numpy does.
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ import secrets
 
 import numpy as np
 import orjson
+
+try:  # built from _json_numbers.c at install; absent where no C compiler was found
+    import genkeras.serving._json_numbers as native
+except ImportError:
+    native = None
 
 MIN_SPAN_BYTES = 4 * 1024
 MAX_DEPTH = 32
@@ -92,6 +99,8 @@ def _scan(body: bytes, start: int, stop: int) -> tuple[int, list[int], bytes] | 
         level about `PIECE_BYTES` apart, and its brackets and commas in order; None when it
         does not close before `stop`.
     """
+    if native is not None:
+        return native.scan_array(body, start, stop, PIECE_BYTES)
     depth, cuts, structure = 0, [], []
     for block_start in range(start, stop, _SCAN_BLOCK):
         block = np.frombuffer(body, np.uint8, min(_SCAN_BLOCK, stop - block_start), block_start)
@@ -138,10 +147,15 @@ def _fast_read(text: bytes, depth: int, cuts: list[int], structure: bytes):
     regular (`_regular_shape`) and as many numbers as the shape holds (so no list is empty),
     such text is exactly what `_valid` accepts, and the values are those numpy reads from it.
     """
-    if _NEGATIVE_ZERO.search(text):
-        return None
     shape = _regular_shape(text, depth, structure)
     if shape is None:
+        return None
+    if native is not None:
+        read = native.read_numbers(text)
+        if read is not None:
+            values = np.frombuffer(read, np.float64)
+            return (shape, values) if values.size == math.prod(shape) else None
+    if _NEGATIVE_ZERO.search(text):
         return None
     pieces = []
     for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True):
