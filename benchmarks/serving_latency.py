@@ -197,7 +197,9 @@ def request_body(x: np.ndarray, input_name: str, signature: str, client_text: bo
 
 
 def json_stages(x: np.ndarray, y: np.ndarray, input_name: str, signature: str) -> dict:
-    """Milliseconds (best of 5) of each JSON stage of one REST call, run in this process."""
+    """Milliseconds (best of 5) of each JSON stage of one REST call, run in this process, and
+    of the server's two stages again without the C loops (the fallback of an install that
+    had no C compiler)."""
     from genkeras.serving import client, json_decode, json_encode, json_fast
 
     answer = json_encode.make_json({input_name: y}, json_encode.COLUMNAR).encode()
@@ -217,7 +219,25 @@ def json_stages(x: np.ndarray, y: np.ndarray, input_name: str, signature: str) -
         "client: read the answer": best_ms(
             lambda: client._output_array(json_fast.loads(answer)["outputs"], "DT_FLOAT")
         ),
+        **fallback_stages(ours, y, input_name, parse_and_fill),
     }
+
+
+def fallback_stages(body: bytes, y: np.ndarray, input_name: str, parse_and_fill) -> dict:
+    """The server's parse and format stages with the C loops switched off (numpy, orjson)."""
+    from genkeras.serving import json_encode, json_fast, json_numbers
+
+    saved = json_fast.native, json_numbers.native
+    json_fast.native = json_numbers.native = None
+    try:
+        return {
+            "server without C: parse and fill the tensor": best_ms(lambda: parse_and_fill(body)()),
+            "server without C: format the answer": best_ms(
+                lambda: json_encode.make_json({input_name: y}, json_encode.COLUMNAR).encode()
+            ),
+        }
+    finally:
+        json_fast.native, json_numbers.native = saved
 
 
 def cpu_seconds(pid: int | None = None) -> float:

@@ -355,19 +355,30 @@ def test_error_previews_stay_short_for_huge_values():
 # -- whole arrays at numpy speed (json_numbers, orjson in json_fast, the client) ----------------
 
 
-@pytest.fixture(params=["C", "numpy"])
-def number_writer(request, monkeypatch):
-    """Each float32 writer in turn: the C module (when built) and the numpy fallback."""
-    from genkeras.serving import json_numbers
+def native_or_skip():
+    """The C number loops, or a skip where the install found no C compiler."""
+    from genkeras.serving import json_fast
 
-    if request.param == "numpy":
-        monkeypatch.setattr(json_numbers, "native", None)
-    elif json_numbers.native is None:
+    if json_fast.native is None:
         pytest.skip("genkeras.serving._json_numbers was not built (no C compiler)")
+    return json_fast.native
+
+
+@pytest.fixture(params=["C", "fallback"])
+def number_loops(request, monkeypatch):
+    """Each way of writing and reading numbers in turn: the C loops (when built), then their
+    fallback (numpy writes answers, orjson reads arrays)."""
+    from genkeras.serving import json_fast, json_numbers
+
+    if request.param == "fallback":
+        monkeypatch.setattr(json_numbers, "native", None)
+        monkeypatch.setattr(json_fast, "native", None)
+    else:
+        native_or_skip()
     return request.param
 
 
-def test_number_writers_match_the_reference_value_by_value(number_writer):
+def test_number_loopss_match_the_reference_value_by_value(number_loops):
     from genkeras.serving import json_numbers
 
     rng = np.random.default_rng(7)
@@ -396,11 +407,7 @@ def test_the_c_writer_is_built_where_a_compiler_is():
 
 
 def test_the_c_writer_refuses_what_it_cannot_write():
-    from genkeras.serving import json_numbers
-
-    if json_numbers.native is None:
-        pytest.skip("genkeras.serving._json_numbers was not built")
-    rows_text = json_numbers.native.rows_text
+    rows_text = native_or_skip().rows_text
     assert rows_text(np.array([[0.5, 2.0]], np.float32), (2,), ";") == "[0.5,2.0];"
     with pytest.raises(TypeError, match="float32 buffer"):
         rows_text(np.zeros(4), (2,), ";")
@@ -415,7 +422,7 @@ def test_the_c_writer_refuses_what_it_cannot_write():
 
 
 @pytest.mark.parametrize("shape", [(3,), (2, 5), (4, 3, 2, 1), (1, 1, 1), (3000, 28)])
-def test_number_writers_nest_rows_as_the_reference(shape, number_writer):
+def test_number_loopss_nest_rows_as_the_reference(shape, number_loops):
     values = np.random.default_rng(8).normal(size=shape).astype(np.float32)
     values.flat[::7] = 0.0
     expected = [
@@ -431,43 +438,27 @@ def test_number_writers_nest_rows_as_the_reference(shape, number_writer):
     )
 
 
-@pytest.fixture(params=["C", "orjson"])
-def number_reader(request, monkeypatch):
-    """Each fast reader of numeric arrays in turn: the C module (when built), then orjson."""
-    from genkeras.serving import json_fast
-
-    if request.param == "orjson":
-        monkeypatch.setattr(json_fast, "native", None)
-    elif json_fast.native is None:
-        pytest.skip("genkeras.serving._json_numbers was not built (no C compiler)")
-    return request.param
-
-
 def test_the_c_reader_reads_numbers_as_float_does():
-    from genkeras.serving import json_fast
-
-    if json_fast.native is None:
-        pytest.skip("genkeras.serving._json_numbers was not built")
+    read_numbers = native_or_skip().read_numbers
     rng = np.random.default_rng(11)
     values = rng.random(20_000) * 10.0 ** rng.integers(-30, 30, 20_000)
     values[::3] *= -1
     values = values.tolist()
     for form in ("{:.9g}", "{:g}", "{!r}", "{:.3e}", "{:.12f}", "{:.0f}", "{:.19g}"):
         texts = [form.format(v) for v in values]
-        read = json_fast.native.read_numbers(("[" + ",".join(texts) + "]").encode())
+        read = read_numbers(("[" + ",".join(texts) + "]").encode())
         expected = np.array([float(t) for t in texts])
         if read is None:  # some number needed the slow path: one at a time, each must agree
-            read = b"".join(json_fast.native.read_numbers(f"[{t}]".encode()) or b"" for t in texts)
-            kept = [json_fast.native.read_numbers(f"[{t}]".encode()) is not None for t in texts]
-            expected = expected[kept]
+            one_by_one = [read_numbers(f"[{t}]".encode()) for t in texts]
+            read = b"".join(value for value in one_by_one if value is not None)
+            expected = expected[[value is not None for value in one_by_one]]
         assert bytes(read) == expected.tobytes(), form
 
 
 def test_the_c_scan_finds_what_the_numpy_scan_finds(monkeypatch):
     from genkeras.serving import json_fast
 
-    if json_fast.native is None:
-        pytest.skip("genkeras.serving._json_numbers was not built")
+    native_or_skip()
     rng = np.random.default_rng(12)
     monkeypatch.setattr(json_fast, "PIECE_BYTES", 16)
     for _ in range(300):
@@ -509,7 +500,7 @@ def outcome(*args):
     + ["0.123456789", "1.23456789e-05", "9007199254740992", "1e22", "1e23", "0e999", "-0e5"]
     + ["1.0000000000000000000001", "12345678901234567890", "0.000", "1e-22", "3.0e-23"],
 )
-def test_numbers_read_fast_equal_the_grammar_paths(monkeypatch, number, number_reader):
+def test_numbers_read_fast_equal_the_grammar_paths(monkeypatch, number, number_loops):
     body = '{"inputs": [' + "0.5," * 3000 + number + "]}"
     for dtype in ("DT_FLOAT", "DT_DOUBLE", "DT_INT64"):
         fast = outcome(body, {"x": dtype})
@@ -522,7 +513,7 @@ def test_numbers_read_fast_equal_the_grammar_paths(monkeypatch, number, number_r
     + ["[0.5,0.5][0.5,0.5]", "[0.5,0.5]]", "[[0.5,0.5]", "0.5", "[0.5,[0.5]]", "[0.5,0.5,0.5]"]
     + ["[ 0.5 , 0.5 ]", "[\t0.5,\n0.5\r]", "[0.5,0.5] ", "[0.5,-0.5e-5]", "[1,2]", "[]0.5"],
 )
-def test_arrays_read_fast_equal_the_grammar_paths(monkeypatch, odd, number_reader):
+def test_arrays_read_fast_equal_the_grammar_paths(monkeypatch, odd, number_loops):
     for rows in ("[0.5,0.5]," * 3000 + odd, odd + ",[0.5,0.5]" * 3000):
         for key in ("inputs", "instances"):
             body = f'{{"{key}": [{rows}]}}'
@@ -545,7 +536,7 @@ def test_the_client_sends_floats_that_read_back_as_the_same_float32():
 
 
 @pytest.mark.parametrize("dtype", ["DT_FLOAT", "DT_DOUBLE", "DT_INT64", "DT_HALF", None])
-def test_the_client_reads_answers_as_json_loads_does(dtype, number_reader):
+def test_the_client_reads_answers_as_json_loads_does(dtype, number_loops):
     from genkeras.serving import client, json_fast
 
     rng = np.random.default_rng(10)
