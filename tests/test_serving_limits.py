@@ -161,6 +161,15 @@ def wait_quiet(pid, seconds=30.0):
 # -- item 4: tensors refused before they are built --------------------------------------------
 
 
+def test_freed_memory_is_handed_back_only_beyond_what_is_kept_for_reuse():
+    from genkeras.serving import admission
+
+    if not admission._glibc() or not hasattr(admission._glibc(), "mallinfo2"):
+        pytest.skip("glibc 2.33 or later only: elsewhere every call trims")
+    assert not admission.release_memory(keep=1 << 40), "trimmed with less free than kept"
+    assert admission.release_memory(keep=0), "did not trim with more free than kept"
+
+
 def test_a_59_byte_grpc_request_declaring_784_million_floats_is_refused_from_its_shape(server):
     request = huge_shape_request()
     assert request.ByteSize() < 100

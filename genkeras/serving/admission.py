@@ -336,10 +336,17 @@ def _glibc():
             _libc = ctypes.CDLL("libc.so.6")
             _libc.malloc_trim.argtypes = [ctypes.c_size_t]
             _libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-            _libc.mallinfo2.restype = _MallInfo2
         except (OSError, AttributeError):
             _libc = False
+        else:
+            if hasattr(_libc, "mallinfo2"):  # glibc 2.33 and later
+                _libc.mallinfo2.restype = _MallInfo2
     return _libc
+
+
+def _free_heap_bytes(libc) -> int | None:
+    """Bytes glibc holds freed in its heaps, or None where it cannot tell (before 2.33)."""
+    return libc.mallinfo2().fordblks if hasattr(libc, "mallinfo2") else None
 
 
 def tune_malloc(
@@ -379,13 +386,17 @@ def release_memory(keep: int = KEPT_FREE_BYTES) -> bool:
 
     Large requests leave megabytes of freed blocks in glibc's heaps and arenas that would
     otherwise stay resident. Trimming after every request would cost the next one a page fault
-    per 4 KiB it allocates again, so up to `keep` bytes stay for reuse.
+    per 4 KiB it allocates again, so up to `keep` bytes stay for reuse (where glibc can say
+    how much is free: from 2.33 on; older ones trim every time).
 
     Returns:
         Whether memory was trimmed.
     """
     libc = _glibc()
-    if not libc or libc.mallinfo2().fordblks <= keep:
+    if not libc:
+        return False
+    free = _free_heap_bytes(libc)
+    if free is not None and free <= keep:
         return False
     libc.malloc_trim(0)
     return True

@@ -1,7 +1,7 @@
 """float32 arrays written in TF Serving's number format at numpy speed, nested as JSON lists.
 
 Where the package was built with a C compiler, `_json_numbers.c` writes the same text about
-twice as fast (`native`); the numpy code below is the fallback, held to the same text.
+three times as fast (`native`); the numpy code below is the fallback, held to the same text.
 
 `format_float` (one value, in Python) is the reference: `%g` (six significant digits) when
 that reads back as the same float32, else `%.9g`; `.0` appended to whole numbers; `NaN`,
