@@ -2,17 +2,20 @@
 
     python benchmarks/pixel_sampling.py [--model runs/pixelcnn/pixelcnn.keras] [--num 16]
         [--large 256] [--repeats 5] [--chains 2] [--exported savedmodels/pixelcnn/5]
-        [--skip-naive] [--skip-rows]
+        [--skip-naive] [--skip-rows] [--stages]
 
 Without --model it times an untrained PixelCNN of the shipped size (filters 32, 14 layers, head
-64): the speed does not depend on the weights. `--chains` sets how many independent loops the
-per-pixel cache splits the batch into (`samplers.CHAINS`; 1: one loop). Every sampler runs as a
+64): the speed does not depend on the weights. `--chains` sets how many slices the per-pixel
+cache splits the batch into, each with its own loop over a row's pixels (`samplers.CHAINS`;
+1: one loop). Every sampler runs as a
 compiled `tf.function` graph without XLA (as in the SavedModel), traced and warmed up at each
 batch size first. The per-pixel cache is timed `--repeats` times for `--num` and for `--large`
 images, alternately (both see the same machine load; medians are printed, and the time of
 `--large` images over `--num`: how sampling scales with the batch); the row cache and the naive
 loop once, for `--num` images. `--exported` times a SavedModel's `sample` signature the same
-way as the per-pixel cache (the graph TF Serving and `genkeras serve` run). It prints the
+way as the per-pixel cache (the graph TF Serving and `genkeras serve` run). `--stages` times
+the per-pixel cache's two stages alone the same way: the vertical stack (once per row) and the
+horizontal stack with the head (once per pixel), without the sampling around them. It prints the
 speed-ups over the naive loop and whether the faster samplers drew exactly the naive loop's
 images.
 """
@@ -57,6 +60,42 @@ def timed_sizes(run, sizes, args, name):
     return median
 
 
+def stage_loops(model):
+    """Compiled loops `(num) -> scalar` over the per-pixel cache's two stages alone, for `num`
+    images of zeros (the time does not depend on the values): the vertical stack's `row_step`
+    once per row, and the horizontal stack and head's `pixel_step` once per pixel."""
+    height, width, _ = model.image_shape
+
+    def vertical(num):
+        constants = model.cache_constants(num)
+
+        def body(i, cache, total):
+            columns, cache = model.row_step(cache, tf.zeros([width, num]), constants)
+            return i + 1, cache, total + columns[0, 0, 0]
+
+        start = [0, model.row_cache(num), 0.0]
+        return tf.while_loop(lambda i, *_: i < height, body, start, parallel_iterations=1)[2]
+
+    def horizontal(num):
+        constants = model.cache_constants(num)
+        columns, _ = model.row_step(model.row_cache(num), tf.zeros([width, num]), constants)
+
+        def body(t, cache, total):
+            step = model.pixel_step(cache, columns, t % width, tf.zeros([num, 1]), constants)
+            return t + 1, step[1], total + step[0][0, 0]
+
+        start = [0, model.pixel_start(num), 0.0]
+        return tf.while_loop(lambda t, *_: t < height * width, body, start, parallel_iterations=1)[
+            2
+        ]
+
+    signature = [tf.TensorSpec([], tf.int32)]
+    return {
+        name: tf.function(loop, input_signature=signature, autograph=False)
+        for name, loop in (("vertical stack", vertical), ("horizontal stack", horizontal))
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help=".keras file (default: untrained shipped-size PixelCNN)")
@@ -68,11 +107,14 @@ def main():
     parser.add_argument("--exported", help="also time this SavedModel's `sample` signature")
     parser.add_argument("--skip-naive", action="store_true", help="no naive loop (slow)")
     parser.add_argument("--skip-rows", action="store_true", help="no row-cache sampler")
+    parser.add_argument("--stages", action="store_true", help="also time the two stages alone")
     args = parser.parse_args()
     if args.chains < 1 or args.num < 1 or args.large < 0 or args.repeats < 1:
         parser.error("--chains, --num and --repeats must be at least 1, --large at least 0")
     if args.model:
         model = keras.saving.load_model(args.model)
+        if args.stages and not (isinstance(model, PixelCNN) and model.channels == 1):
+            parser.error(f"--stages times a grayscale PixelCNN's cache steps, not {args.model}")
     else:
         model = PixelCNN((28, 28, 1), filters=32, num_layers=14, hidden=64)
         model(np.zeros((1, 28, 28, 1), np.float32))
@@ -82,6 +124,7 @@ def main():
     for num in sizes:  # trace once; the first call at a new size also pays for setup
         pixels(num, args.seed + 1, 1.0)
     median = timed_sizes(pixels, sizes, args, "per-pixel cache")
+    served = None
     if args.exported:
         signature = tf.saved_model.load(args.exported).signatures["sample"]
 
@@ -91,7 +134,7 @@ def main():
 
         for num in sizes:
             exported(num, args.seed + 1, 1.0)
-        timed_sizes(exported, sizes, args, f"{args.exported} sample")
+        served = timed_sizes(exported, sizes, args, f"{args.exported} sample")
     images = {"exported": exported(args.num, args.seed, 1.0).numpy()} if args.exported else {}
     if args.large:
         # The floor of any exact sampler: every position of every image through every layer
@@ -99,11 +142,23 @@ def main():
         forward = tf.function(model.logits, jit_compile=False, autograph=False)
         batch = tf.zeros((args.large, *model.image_shape))
         forward(batch)
-        passes = [timed(lambda *_: forward(batch), 0, 0)[1] for _ in range(args.repeats)]
+        passes = statistics.median(
+            timed(lambda *_: forward(batch), 0, 0)[1] for _ in range(args.repeats)
+        )
         print(
             f"{args.large} images: one forward pass of the network "
-            f"{statistics.median(passes):.3f} s (median), the least an exact sampler can take"
+            f"{passes:.3f} s (median), the least an exact sampler can take"
         )
+        # A sampler's large/small time ratio can only fall below this by slowing small batches.
+        for name, small in (("per-pixel cache", median), (args.exported, served)):
+            if small:
+                floor = passes / small[args.num]
+                print(f"{name}: the least {args.large}/{args.num} time ratio: {floor:.2f}")
+    if args.stages:
+        for name, loop in stage_loops(model).items():
+            for num in sizes:
+                loop(num)
+            timed_sizes(lambda num, *_, loop=loop: loop(num), sizes, args, name)
     images["pixels"] = timed(pixels, args.num, args.seed)[0]
     seconds = {"pixels": median[args.num]}
     for name, fast, skip in (("rows", "rows", args.skip_rows), ("naive", False, args.skip_naive)):

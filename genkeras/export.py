@@ -25,7 +25,6 @@ import keras
 import tensorflow as tf
 
 from genkeras import __version__
-from genkeras.models.pixel import samplers
 from genkeras.signatures import METHOD_NAMES, SIGNATURES, max_generated_images
 
 __all__ = ["BATCHING_PARAMS", "export_model", "max_generated_images", "next_version"]
@@ -72,11 +71,6 @@ def next_version(base: Path) -> int:
     versions = [int(p.name) for p in base.glob("*") if p.is_dir() and re.fullmatch(r"\d+", p.name)]
     return max(versions, default=0) + 1
 
-
-# The per-pixel cache's independent loops in exported graphs (`samplers.CHAINS` in-process):
-# one per request, since a server runs requests side by side and a request split into several
-# loops slows the small requests beside it (docs/benchmarks.md).
-SERVED_CHAINS = 1
 
 # Warm-up records (TF Serving replays assets.extra/tf_serving_warmup_requests when it loads a
 # version, so the first real request does not pay for graph initialisation).
@@ -206,15 +200,13 @@ def export_model(
         warmup_specs[name] = input_specs
         # Traced here with autograph, so models may loop over tensors (pixel-by-pixel sampling).
         function = tf.function(fn, input_signature=input_specs, jit_compile=False)
-        with samplers.chains_traced(SERVED_CHAINS):
-            function.get_concrete_function()
+        function.get_concrete_function()
         archive.add_endpoint(name, function)
 
     remove_stale_temporaries(base)
     temporary = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-{os.getpid()}-", dir=base))
     try:
-        with samplers.chains_traced(SERVED_CHAINS):  # write_out traces the endpoints again
-            archive.write_out(str(temporary), verbose=False)
+        archive.write_out(str(temporary), verbose=False)
         set_method_names(temporary, METHOD_NAMES)
         full_card = {
             "name": spec.name,

@@ -186,11 +186,12 @@ def test_pixel_cache_steps_give_the_full_network_logits(likelihood, num_classes,
 
 
 @pytest.mark.parametrize("likelihood,num_classes,extra", PIXEL_CACHE_CASES)
-def test_pixel_cache_draws_the_naive_images(likelihood, num_classes, extra):
+def test_pixel_cache_draws_the_naive_images(likelihood, num_classes, extra, monkeypatch):
     model = randomize_biases(build(PixelCNN, (5, 4, 1), likelihood, num_classes, **extra))
     labels = np.arange(6) % num_classes if num_classes else None
     # 6 and 5 images: the per-pixel cache's chains (samplers.CHAINS) take equal and unequal
-    # slices of the batch; 1 image leaves a chain empty.
+    # slices of the batch; 1 image stays whole.
+    monkeypatch.setattr(samplers, "SPLIT_FROM", 5)
     for num, seed, temperature in ((6, 7, 1.0), (5, 8, 0.5), (1, 9, 1.0)):
         some = None if labels is None else labels[:num]
         naive = model.sample(num, seed, temperature, labels=some, fast=False).numpy()
@@ -201,7 +202,10 @@ def test_pixel_cache_draws_the_naive_images(likelihood, num_classes, extra):
 
 
 @pytest.mark.parametrize("likelihood,num_classes", [("bernoulli", 0), ("categorical", 3)])
-def test_pixel_cache_completion_keeps_the_given_rows_and_equals_naive(likelihood, num_classes):
+def test_pixel_cache_completion_keeps_the_given_rows_and_equals_naive(
+    likelihood, num_classes, monkeypatch
+):
+    monkeypatch.setattr(samplers, "SPLIT_FROM", 2)  # 3 images: two slices, given rows in both
     model = randomize_biases(build(PixelCNN, (6, 5, 1), likelihood, num_classes))
     images = np.random.default_rng(0).random((3, 6, 5, 1)).astype(np.float32)
     labels = np.array([2, 0, 1]) % max(num_classes, 1) if num_classes else None
@@ -366,36 +370,35 @@ def test_train_py_deepens_a_trained_pixelcnn_with_initial_weights(tmp_path):
     assert "its filters is 8, this run's 4" in refused.stderr.splitlines()[-1]
 
 
-def test_chains_traced_sets_the_loop_count_and_gives_it_back():
-    before = samplers.CHAINS
-    with pytest.raises(RuntimeError), samplers.chains_traced(1):
-        assert samplers.CHAINS == 1
-        raise RuntimeError("traced")
-    assert samplers.CHAINS == before
-
-
-def test_pixel_sampling_benchmark_refuses_zero_loops_before_any_work():
+def test_pixel_sampling_benchmark_refuses_what_it_cannot_time_before_any_work():
     script = ROOT / "benchmarks" / "pixel_sampling.py"
     done = subprocess.run(
         [sys.executable, str(script), "--chains", "0"], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 2
     assert "--chains, --num and --repeats must be at least 1" in done.stderr
+    model = ROOT / "genkeras" / "pretrained" / "pixelrnn.keras"
+    done = subprocess.run(
+        [sys.executable, str(script), "--model", str(model), "--stages"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2
+    assert "--stages times a grayscale PixelCNN's cache steps, not" in done.stderr
 
 
-def test_exports_trace_one_sampling_loop_per_request(tmp_path, monkeypatch):
-    # A request split into several loops slows the requests served beside it: exports keep one.
+def test_exports_trace_a_pixel_loop_per_slice_of_the_batch(tmp_path, monkeypatch):
+    # The served graph is the in-process one: `samplers.CHAINS` slices, one pixel loop each.
     from tensorflow.core.protobuf import saved_model_pb2
 
-    from genkeras import export
-
-    def loops(served_chains):
-        monkeypatch.setattr(export, "SERVED_CHAINS", served_chains)
-        path = export_model(build(PixelCNN, (4, 4, 1)), get_spec("pixelcnn"), tmp_path / "x")
+    def loops(chains):
+        monkeypatch.setattr(samplers, "CHAINS", chains)
+        path = export_model(
+            build(PixelCNN, (4, 4, 1)), get_spec("pixelcnn"), tmp_path / str(chains)
+        )
         graph = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
         functions = graph.meta_graphs[0].graph_def.library.function
         return sum(node.op == "StatelessWhile" for f in functions for node in f.node_def)
 
-    assert samplers.CHAINS == 2
     assert loops(2) > loops(1)
-    assert samplers.CHAINS == 2  # given back after the export

@@ -23,8 +23,8 @@ tell them apart; `test_pixel_models.py` pins the images equal, a 28x28 model inc
   the columns to the left kept in the cache). Altogether one forward pass per image, so the
   work per pixel is that of one position. Models that implement the steps of `PixelModel`
   (`pixel_cache`): PixelCNN, and the Diagonal BiLSTM (carrying its LSTM states). `fast=True`
-  picks it where available, else the row cache. The batch runs as `CHAINS` independent loops,
-  so that a large batch keeps more than one core busy (exports trace one, `chains_traced`).
+  picks it where available, else the row cache. A large batch runs in `CHAINS` slices, each
+  row's pixels in one loop per slice, so that it keeps more than one core busy.
 
 Randomness: Bernoulli pixels are `u < sigmoid(logit / T)`; categorical pixels use the
 Gumbel-max trick `argmax(logits / T - log(-log u))`, with `u` from
@@ -33,7 +33,6 @@ Gumbel-max trick `argmax(logits / T - log(-log u))`, with `u` from
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 
 import tensorflow as tf
@@ -113,106 +112,116 @@ def _loop_rows(model, x, start_row, seed, temperature, labels):
     return x
 
 
-# The per-pixel cache splits the batch into this many independent loops. Each loop is a long
-# chain of small operations, one after another; two chains give TensorFlow's executor two
-# operations to run at once, so a large batch keeps two cores busy (see docs/benchmarks.md).
+# The per-pixel cache splits a batch of `SPLIT_FROM` images or more into `CHAINS` slices.
+# Each row's pixels are a long chain of small operations, one after another; a chain per slice
+# gives TensorFlow's executor that many operations to run at once, so a large batch keeps two
+# cores busy. The chains meet at the end of every row, where a request served beside them gets
+# its turn on a thread. A small batch stays whole: its operations are too small to gain from a
+# second core, and its chains would wait on each other (see docs/benchmarks.md).
 CHAINS = 2
-
-
-@contextlib.contextmanager
-def chains_traced(count):
-    """Within the block, the per-pixel cache is traced with `count` independent loops (the
-    count is read when a sampler is traced, not when it runs).
-
-    Example:
-        with samplers.chains_traced(1):  # what `genkeras export` does
-            concrete = tf.function(sample).get_concrete_function(...)
-    """
-    global CHAINS
-    before, CHAINS = CHAINS, count
-    try:
-        yield
-    finally:
-        CHAINS = before
+SPLIT_FROM = 32
 
 
 def _loop_pixels(model, x, start_row, seed, temperature, labels):
-    """The per-pixel cache on `CHAINS` slices of the batch, one independent loop each (a slice
-    may be empty). Every image keeps the randomness it has in one loop over the whole batch."""
+    """The per-pixel cache on the whole batch, or on `CHAINS` slices of it from `SPLIT_FROM`
+    images on, each row's pixels in one loop per slice. Every image keeps the randomness it
+    has in one loop over the whole batch."""
     batch = tf.shape(x)[0]
-    bounds = [batch * k // CHAINS for k in range(CHAINS + 1)]
-    chains = []
-    for low, high in itertools.pairwise(bounds):
 
-        def chain(low=low, high=high):
-            part = None if labels is None else labels[low:high]
-            span = (low, high, batch)
-            return _chain_pixels(model, x[low:high], start_row, seed, temperature, part, span)
+    def sliced(count):
+        bounds = [batch * k // count for k in range(count + 1)]
+        parts = [
+            (x[low:high], None if labels is None else labels[low:high], low, high)
+            for low, high in itertools.pairwise(bounds)
+        ]
+        return tf.concat(_sample_parts(model, parts, start_row, seed, temperature, batch), 0)
 
-        chains.append(tf.cond(high > low, chain, lambda low=low, high=high: x[low:high]))
-    return tf.concat(chains, axis=0)
+    if CHAINS == 1:
+        return sliced(1)
+    return tf.cond(batch >= SPLIT_FROM, lambda: sliced(CHAINS), lambda: sliced(1))
 
 
-def _chain_pixels(model, x, start_row, seed, temperature, labels, span):
+def _sample_parts(model, parts, start_row, seed, temperature, total):
     """Rows from `start_row` on, each pixel from the model's cache steps; rows above it as
-    given (they only feed the vertical stack's cache). Rows travel as [C, W, N] (the steps of
-    a grayscale model take [W, N]). Colour: each pixel's channels in turn, by C calls of
-    `pixel_step` with the channels drawn so far (`current`). `span` = (low, high, total): `x`
-    is images low..high-1 of a batch of `total`, whose randomness they draw."""
+    given (they only feed the vertical stack's cache). `parts` = [(x, labels, low, high)]: x
+    is images low..high-1 of a batch of `total`, whose randomness they draw; each part has its
+    own caches and its own loop over a row's pixels. Rows travel as [C, W, N] (the steps of a
+    grayscale model take [W, N]). Colour: each pixel's channels in turn, by C calls of
+    `pixel_step` with the channels drawn so far (`current`). Returns the parts' images."""
     height, width, channels = model.image_shape
-    batch = tf.shape(x)[0]
-    low, high, total = span
-    constants = model.cache_constants(batch, labels)  # weights read once, outside the loops
+    sizes = [tf.shape(x)[0] for x, *_ in parts]
+    constants = [model.cache_constants(n, part[1]) for n, part in zip(sizes, parts, strict=True)]
     per_channel = model.out_channels // channels
-    shape = [batch, 1] if model.likelihood == "bernoulli" else [batch, 1, per_channel]
+    draw_shape = [1] if model.likelihood == "bernoulli" else [1, per_channel]
     temperature = _temperature(temperature)
-    given = tf.transpose(x, [1, 3, 2, 0])  # rows [C, W, N]
+
+    given = [tf.transpose(x, [1, 3, 2, 0]) for x, *_ in parts]  # rows [C, W, N]
+
+    def given_row(i):
+        return [rows[i] for rows in given]
 
     def above_of(row):
         return model.encode_input(row[0] if channels == 1 else row)
 
-    def sample_row(i, columns):
-        # The whole row's randomness at once, each draw's exactly as the naive loop's.
-        steps = range(width * channels)
-        whole = [total, *shape[1:]]
-        noise = tf.stack([_noise(model, whole, seed, i * width * channels + k) for k in steps])
-        noise = noise[:, low:high]
+    def pixel(cache, columns, j, previous, noise, batch, fixed):
+        """Pixel j of `batch` images: (values [N, C], encoded [N, C], cache)."""
+        shape = [batch, *draw_shape]
+        if channels == 1:
+            logits, cache = model.pixel_step(cache, columns, j, previous, fixed)
+            value = _pick(model, tf.reshape(logits, shape), noise[j], temperature)
+            return value, model.encode_input(value), cache
+        drawn, picked, before = [], [], cache
+        for c in range(channels):  # R, then G, then B: each sees the ones before it
+            current = tf.concat([*drawn, tf.zeros([batch, channels - c])], axis=1)
+            logits, cache = model.pixel_step(before, columns, j, previous, fixed, current)
+            logits = tf.reshape(logits, [batch, channels, -1])[:, c : c + 1]
+            value = _pick(model, tf.reshape(logits, shape), noise[j * channels + c], temperature)
+            picked.append(value)
+            drawn.append(model.encode_input(value))
+        return tf.concat(picked, axis=1), tf.concat(drawn, axis=1), cache
+
+    def sample_row(k, columns, noise):
+        """Part k's row, from the vertical stack's `columns` for it: [C, W, N]."""
+        batch, fixed = sizes[k], constants[k]
 
         def pixel_body(j, cache, previous, values):
-            if channels == 1:
-                logits, cache = model.pixel_step(cache, columns, j, previous, constants)
-                value = _pick(model, tf.reshape(logits, shape), noise[j], temperature)
-                return j + 1, cache, model.encode_input(value), values.write(j, value)
-            drawn, picked, before = [], [], cache
-            for c in range(channels):  # R, then G, then B: each sees the ones before it
-                current = tf.concat([*drawn, tf.zeros([batch, channels - c])], axis=1)
-                logits, cache = model.pixel_step(before, columns, j, previous, constants, current)
-                logits = tf.reshape(logits, [batch, channels, -1])[:, c : c + 1]
-                value = _pick(
-                    model, tf.reshape(logits, shape), noise[j * channels + c], temperature
-                )
-                picked.append(value)
-                drawn.append(model.encode_input(value))
-            value = tf.concat(picked, axis=1)
-            return j + 1, cache, tf.concat(drawn, axis=1), values.write(j, value)
+            value, encoded, cache = pixel(cache, columns, j, previous, noise, batch, fixed)
+            return j + 1, cache, encoded, values.write(j, value)
 
         start = [0, model.pixel_start(batch), tf.zeros([batch, channels])]
         values = tf.TensorArray(tf.float32, size=width, element_shape=[None, channels])
         _, _, _, values = tf.while_loop(
             lambda j, *_: j < width, pixel_body, [*start, values], parallel_iterations=1
         )
-        return tf.transpose(values.stack(), [2, 0, 1])  # [C, W, N]
+        return tf.transpose(values.stack(), [2, 0, 1])
 
-    def row_body(i, rows, above, cache):
-        columns, cache = model.row_step(cache, above, constants)
-        row = tf.cond(i >= start_row, lambda: sample_row(i, columns), lambda: given[i])
-        return i + 1, rows.write(i, row), above_of(row), cache
+    def sample_rows(i, columns):
+        # The whole row's randomness at once, each draw's exactly as the naive loop's.
+        steps = range(width * channels)
+        whole = [total, *draw_shape]
+        noise = tf.stack([_noise(model, whole, seed, i * width * channels + k) for k in steps])
+        return [
+            sample_row(k, columns[k], noise[:, low:high]) for k, (*_, low, high) in enumerate(parts)
+        ]
 
-    rows = tf.TensorArray(tf.float32, size=height, element_shape=[channels, width, None])
-    above = tf.zeros([width, batch] if channels == 1 else [channels, width, batch])
-    start = [0, rows, above, model.row_cache(batch)]
+    def row_body(i, rows, above, caches):
+        steps = [
+            model.row_step(cache, up, fixed)
+            for cache, up, fixed in zip(caches, above, constants, strict=True)
+        ]
+        columns = [step[0] for step in steps]
+        row = tf.cond(i >= start_row, lambda: sample_rows(i, columns), lambda: given_row(i))
+        rows = [r.write(i, value) for r, value in zip(rows, row, strict=True)]
+        return i + 1, rows, [above_of(value) for value in row], [step[1] for step in steps]
+
+    rows = [
+        tf.TensorArray(tf.float32, size=height, element_shape=[channels, width, None])
+        for _ in parts
+    ]
+    above = [tf.zeros([width, n] if channels == 1 else [channels, width, n]) for n in sizes]
+    start = [0, rows, above, [model.row_cache(n) for n in sizes]]
     _, rows, _, _ = tf.while_loop(lambda i, *_: i < height, row_body, start, parallel_iterations=1)
-    return tf.transpose(rows.stack(), [3, 0, 2, 1])  # [N, H, W, C]
+    return [tf.transpose(r.stack(), [3, 0, 2, 1]) for r in rows]  # [N, H, W, C]
 
 
 LOOPS = {"naive": _loop_naive, "rows": _loop_rows, "pixels": _loop_pixels}

@@ -1,0 +1,157 @@
+"""PixelCNN `sample` as served traffic: exported versions side by side in one `genkeras serve`.
+
+    python benchmarks/pixel_serving.py [--base savedmodels/pixelcnn] [--versions 4 5]
+        [--rounds 5]
+
+Starts a `genkeras serve` per version on loopback (each process serving only its version, as
+in production), and times `sample` over REST, round after round, the versions taking turns (so
+they see the same machine load; the idle server waits meanwhile):
+
+* 16 images, and 256 images (how the served graph scales with the batch);
+* two 256-image requests sent together (the wall time: throughput when requests share the
+  cores);
+* a 2-image request sent 1 s after a 400-image one: its latency (what a large request costs a
+  small one served beside it), and the 400-image request's.
+
+Prints the median of the rounds for each version. The JSON is part of every time (about 5 ms
+for 256 images).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+MEASURES = ("16", "256", "two 256 at once", "2 beside 400", "400 beside 2")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(port, model, num, seed):
+    """Seconds for one REST `sample` of `num` images, the answer read in full."""
+    body = {"signature_name": "sample", "inputs": {"num": num, "seed": seed, "temperature": 1.0}}
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/models/{model}:predict", json.dumps(body).encode()
+    )
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=600) as answer:
+        answer.read()
+    return time.perf_counter() - started
+
+
+def together(calls):
+    """Runs the calls in threads, all at once: (wall seconds, each call's result)."""
+    results = [None] * len(calls)
+
+    def run(index, call):
+        results[index] = call()
+
+    threads = [threading.Thread(target=run, args=item) for item in enumerate(calls)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started, results
+
+
+def one_round(port, model, seed):
+    """The five measures of `MEASURES` for one model, in seconds."""
+    times = [post(port, model, 16, seed), post(port, model, 256, seed)]
+    times.append(
+        together([lambda: post(port, model, 256, seed), lambda: post(port, model, 256, seed + 1)])[
+            0
+        ]
+    )
+
+    def small():
+        time.sleep(1.0)  # the large request is running by now
+        return post(port, model, 2, seed)
+
+    _, (large, beside) = together([lambda: post(port, model, 400, seed), small])
+    return [*times, beside, large]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", default="savedmodels/pixelcnn", help="the versions' folder")
+    parser.add_argument("--versions", nargs="+", default=["4", "5"])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    folders = {v: Path(args.base, v).resolve() for v in args.versions}
+    missing = [str(path) for path in folders.values() if not (path / "saved_model.pb").is_file()]
+    if missing:
+        parser.error(f"no SavedModel in {', '.join(missing)}: pass exported versions")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    with tempfile.TemporaryDirectory() as work, contextlib.ExitStack() as servers:
+        ports = {}
+        for version, folder in folders.items():  # a server per version, serving only it
+            Path(work, version).mkdir()
+            Path(work, version, "1").symlink_to(folder)
+            ports[version] = free_port()
+            command = ["genkeras", "serve", "--port", "0", "--rest_api_port", str(ports[version])]
+            command += ["--model_name", "pixelcnn", "--model_base_path", str(Path(work, version))]
+            command += ["--rest_api_timeout_in_ms", "600000"]
+            servers.enter_context(serving(command, ports[version]))
+        measure(ports, args.rounds)
+
+
+@contextlib.contextmanager
+def serving(command, port):
+    """A `genkeras serve` process, once its model answers; stopped on leaving."""
+    log = tempfile.TemporaryFile()
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        deadline = time.time() + 300
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/pixelcnn").read()
+                break
+            except OSError:
+                if server.poll() is not None or time.time() > deadline:
+                    log.seek(0)
+                    sys.exit(f"genkeras serve did not come up:\n{log.read().decode()}")
+                time.sleep(1)
+        yield server
+    finally:
+        server.terminate()
+        server.wait()
+        log.close()
+
+
+def measure(ports, rounds):
+    """Rounds of `one_round`, the versions taking turns; prints each and the medians."""
+    for port in ports.values():  # the first call at a new size pays for setup
+        for num in (2, 16, 256, 400):
+            post(port, "pixelcnn", num, 0)
+    times = {version: [] for version in ports}
+    for seed in range(rounds):
+        for version, port in ports.items():
+            times[version].append(one_round(port, "pixelcnn", seed))
+            line = ", ".join(f"{t:.3f}" for t in times[version][-1])
+            print(f"round {seed + 1} version {version}: {line}", flush=True)
+    print("medians (s): " + ", ".join(MEASURES))
+    for version in ports:
+        median = [statistics.median(column) for column in zip(*times[version], strict=True)]
+        ratio = median[1] / median[0]
+        line = ", ".join(f"{t:.3f}" for t in median)
+        print(f"version {version}: {line}; 256/16 {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
