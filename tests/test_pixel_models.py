@@ -388,6 +388,14 @@ def test_pixel_sampling_benchmark_refuses_what_it_cannot_time_before_any_work():
     assert "--stages times a grayscale PixelCNN's cache steps, not" in done.stderr
 
 
+def test_pixel_serving_benchmark_refuses_a_missing_version_before_starting_a_server(tmp_path):
+    script = ROOT / "benchmarks" / "pixel_serving.py"
+    command = [sys.executable, str(script), "--base", str(tmp_path), "--versions", "7"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"no SavedModel in {tmp_path / '7'}: pass exported versions" in done.stderr
+
+
 def test_exports_trace_a_pixel_loop_per_slice_of_the_batch(tmp_path, monkeypatch):
     # The served graph is the in-process one: `samplers.CHAINS` slices, one pixel loop each.
     from tensorflow.core.protobuf import saved_model_pb2
