@@ -16,7 +16,7 @@ from test_pixel_models import randomize_biases, saved_and_loaded
 
 from genkeras import data
 from genkeras.export import export_model
-from genkeras.models.pixel import PixelCNN
+from genkeras.models.pixel import PixelCNN, samplers
 from genkeras.models.pixel.channels import channel_mask
 from genkeras.registry import get_spec
 from genkeras.training.config import ConfigError, TrainConfig, resolve
@@ -106,7 +106,8 @@ SAMPLER_CASES = [
 
 
 @pytest.mark.parametrize("likelihood,levels,num_classes,extra", SAMPLER_CASES)
-def test_every_sampler_draws_the_naive_images(likelihood, levels, num_classes, extra):
+def test_every_sampler_draws_the_naive_images(likelihood, levels, num_classes, extra, monkeypatch):
+    monkeypatch.setattr(samplers, "SPLIT_FROM", 4)  # 5 images: two slices of the batch
     model = colour((4, 3, 3), likelihood, num_classes, levels=levels, **extra)
     labels = np.arange(5) % num_classes if num_classes else None
     for seed, temperature in ((7, 1.0), (8, 0.5)):

@@ -108,7 +108,8 @@ def test_state_carrying_steps_give_the_full_network_logits(likelihood, num_class
 
 
 @pytest.mark.parametrize("likelihood,num_classes", [("bernoulli", 0), ("categorical", 3)])
-def test_fast_sampler_draws_the_naive_images(likelihood, num_classes):
+def test_fast_sampler_draws_the_naive_images(likelihood, num_classes, monkeypatch):
+    monkeypatch.setattr(samplers, "SPLIT_FROM", 5)  # 6 images run in two slices, 3 whole
     model = randomize_biases(build(DiagonalBiLSTM, (5, 4, 1), likelihood, num_classes))
     assert samplers.method_of(model, True) == "pixels"
     labels = np.arange(6) % num_classes if num_classes else None

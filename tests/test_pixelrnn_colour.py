@@ -99,9 +99,12 @@ SAMPLER_CASES = [
 
 
 @pytest.mark.parametrize("cls,likelihood,levels,num_classes,extra", SAMPLER_CASES)
-def test_every_sampler_draws_the_naive_images(cls, likelihood, levels, num_classes, extra):
+def test_every_sampler_draws_the_naive_images(
+    cls, likelihood, levels, num_classes, extra, monkeypatch
+):
     # The row cache (Row LSTM) and the state-carrying sampler (Diagonal BiLSTM), as `fast=True`
     # picks them, against the naive loop: sampling, then completion (one traced graph each).
+    monkeypatch.setattr(samplers, "SPLIT_FROM", 4)  # 4 images: two slices of the batch
     model = colour(cls, (2, 3, 3), likelihood, num_classes, levels=levels, **extra)
     assert samplers.method_of(model, True) == FAST[cls]
     labels = np.arange(4) % num_classes if num_classes else None
