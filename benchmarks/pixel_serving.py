@@ -20,12 +20,8 @@ for 256 images).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,12 +29,6 @@ import urllib.request
 from pathlib import Path
 
 MEASURES = ("16", "256", "two 256 at once", "2 beside 400", "400 beside 2")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def post(port, model, num, seed):
@@ -98,40 +88,21 @@ def main():
         parser.error(f"no SavedModel in {', '.join(missing)}: pass exported versions")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
-    with tempfile.TemporaryDirectory() as work, contextlib.ExitStack() as servers:
-        ports = {}
-        for version, folder in folders.items():  # a server per version, serving only it
-            Path(work, version).mkdir()
-            Path(work, version, "1").symlink_to(folder)
-            ports[version] = free_port()
-            command = ["genkeras", "serve", "--port", "0", "--rest_api_port", str(ports[version])]
-            command += ["--model_name", "pixelcnn", "--model_base_path", str(Path(work, version))]
-            command += ["--rest_api_timeout_in_ms", "600000"]
-            servers.enter_context(serving(command, ports[version]))
-        measure(ports, args.rounds)
+    from serving_latency import start_server  # this folder's script: `genkeras serve` up
 
-
-@contextlib.contextmanager
-def serving(command, port):
-    """A `genkeras serve` process, once its model answers; stopped on leaving."""
-    log = tempfile.TemporaryFile()
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
-    try:
-        deadline = time.time() + 300
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/pixelcnn").read()
-                break
-            except OSError:
-                if server.poll() is not None or time.time() > deadline:
-                    log.seek(0)
-                    sys.exit(f"genkeras serve did not come up:\n{log.read().decode()}")
-                time.sleep(1)
-        yield server
-    finally:
-        server.terminate()
-        server.wait()
-        log.close()
+    with tempfile.TemporaryDirectory() as work:
+        ports, processes = {}, []
+        try:
+            for version, folder in folders.items():  # a server per version, serving only it
+                Path(work, version).mkdir()
+                Path(work, version, "1").symlink_to(folder)
+                process, _, ports[version] = start_server(Path(work, version), "pixelcnn", False)
+                processes.append(process)
+            measure(ports, args.rounds)
+        finally:
+            for process in processes:
+                process.terminate()
+                process.wait()
 
 
 def measure(ports, rounds):
