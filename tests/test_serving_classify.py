@@ -332,7 +332,10 @@ def test_multi_inference(stub):
         '"scores". Signature was: inputs {'
     )
     assert refused(no_examples) == ("INVALID_ARGUMENT", "Input is empty.")
-    assert refused(lambda r: r.ClearField("tasks"))[0] == "NOT_FOUND"
+    assert refused(lambda r: r.ClearField("tasks")) == (  # the first task's spec: none
+        "INVALID_ARGUMENT",
+        "ModelSpec has no name specified.",
+    )
 
 
 def test_error_codes_over_grpc(stub, images):

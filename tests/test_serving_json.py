@@ -112,7 +112,10 @@ def test_nan_and_infinity_tokens_accepted_in_requests():
 
 
 @pytest.mark.parametrize("fast", [True, False])
-def test_int32_refuses_decimals_and_float_refuses_lossy_integers(fast):
+def test_int32_refuses_decimals_and_floats_take_any_number(fast):
+    """TF Serving's util/json_tensor.cc: int32 wants IsInt(); float and double inputs take
+    any number as GetFloat() / GetDouble(): the nearest double, then float32 for float
+    (api_rest.md: 1435774380 becomes 1435774336; 1435774380.0 reads the same)."""
     ints = {"n": "DT_INT32"}
     assert fill('{"inputs": [1, 2]}', ints, fast)[0]["n"].dtype == np.int32
     message = error_of(fill, '{"inputs": [1.0, 2]}', ints, fast).message
@@ -121,10 +124,43 @@ def test_int32_refuses_decimals_and_float_refuses_lossy_integers(fast):
         "is not of expected type: int32"
         in error_of(fill, '{"inputs": 3000000000}', ints, fast).message
     )
-    assert (
-        "without loss of precision" in error_of(fill, '{"inputs": [16777217]}', ONE, fast).message
-    )
-    assert fill('{"inputs": [16777216.5]}', ONE, fast)[0]["x"].dtype == np.float32
+    x = fill('{"inputs": [1435774380, 1435774380.0, 16777217, 16777216.5]}', ONE, fast)[0]["x"]
+    assert x.dtype == np.float32 and x.tolist() == [1435774336, 1435774336, 16777216, 16777216]
+    # int64 -> double -> float32, rounded twice as C++ does: 2**60 + 2**36 + 1 is first the
+    # double 2**60 + 2**36, a float32 tie that rounds to even, 2**60 (not 2**60 + 2**37)
+    assert fill(f'{{"inputs": [{2**60 + 2**36 + 1}]}}', ONE, fast)[0]["x"].tolist() == [2**60]
+    huge = fill(f'{{"inputs": [{10**300}, 1e39, -1e39]}}', ONE, fast)[0]["x"]
+    assert huge.tolist() == [np.inf, np.inf, -np.inf]  # static_cast<float> of a double
+    double = {"x": "DT_DOUBLE"}
+    assert fill(f'{{"inputs": [{2**53 + 1}, {10**300}]}}', double, fast)[0]["x"].tolist() == [
+        2.0**53,
+        1e300,
+    ]
+    too_big = error_of(fill, '{"inputs": [' + "9" * 309 + "]}", ONE, fast).message
+    assert "Number too big to be stored in double" in too_big  # as rapidjson refuses it
+
+
+def test_large_arrays_of_integers_for_float_inputs_read_alike_in_c_and_fallback(number_loops):
+    """The arrays json_fast reads (over MIN_SPAN_BYTES) give what the exact walk gives."""
+    from genkeras.serving import json_fast
+
+    values = [1435774380, 16777217, 2**60 + 2**36 + 1, 3, -7, 0.5, 10**25, -1e39] * 300
+    body = json.dumps({"inputs": values})
+    assert isinstance(json_decode.parse_json(body)["inputs"], json_fast.NumericSpan)
+    exact = json_decode.json_to_array(values, "DT_FLOAT", allow_fast=False)  # value by value
+    assert np.array_equal(fill(body, ONE)[0]["x"], exact)
+    assert exact[:8].tolist() == [
+        1435774336,
+        16777216,
+        2**60,
+        3,
+        -7,
+        0.5,
+        np.float32(1e25),
+        -np.inf,
+    ]
+    double = fill(body, {"x": "DT_DOUBLE"})[0]["x"]
+    assert double[:8].tolist() == [1435774380, 16777217, 2**60 + 2**36, 3, -7, 0.5, 1e25, -1e39]
 
 
 def test_bools_and_strings_are_not_floats():
@@ -281,7 +317,7 @@ def big_rows(n=2000, width=8):
     [
         lambda rows: rows.__setitem__(7, rows[7][:-1]),  # one row too short
         lambda rows: rows.__setitem__(1999, [[0.5]] * 8),  # one row too deep
-        lambda rows: rows[3].__setitem__(2, 16777217),  # an integer float32 cannot hold
+        lambda rows: rows[3].__setitem__(2, 10**309),  # an integer beyond a double
         lambda rows: rows[5].__setitem__(0, True),  # a bool among floats
         lambda rows: rows[9].__setitem__(0, "1"),  # a string among floats
     ],

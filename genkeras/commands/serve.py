@@ -17,7 +17,8 @@ request may cause (`--max_tensor_elements`, `--max_queued_requests`,
 `genkeras.serving.server.run_server`.
 
 Exit status 2 with one line on stderr for a flag that cannot work (a port out of range or
-taken), before any model loads.
+taken) or a config file that cannot be read or parsed (`Error parsing text-format
+tensorflow.serving.ModelServerConfig: FILE:LINE:COLUMN: ...`), before any model loads.
 """
 
 from __future__ import annotations

@@ -7,6 +7,11 @@ is `/models=<folder of the config file>/../savedmodels`, the same mount docker-c
 declares, so `genkeras serve --model_config_file serving/models.config` serves `savedmodels/`
 from any working directory. A base path that exists as written is used as is; a relative one is
 resolved against the config file's folder.
+
+A file that cannot be read or parsed raises `ConfigError` with one line naming the file, the
+line and column and the problem, starting as TF Serving's log line does (`Error parsing
+text-format tensorflow.serving.ModelServerConfig: ...`); `genkeras serve` prints it and exits
+with status 2 (TF Serving exits non-zero too, `util/proto_util.h`).
 """
 
 from __future__ import annotations
@@ -22,21 +27,51 @@ from genkeras.serving.protos import BatchingParameters, MonitoringConfig
 DEFAULT_MOUNT = "/models"
 
 
+class ConfigError(ValueError):
+    """A config file that cannot be read, parsed or served; the message is one line."""
+
+
 def read_text_proto(path: str | os.PathLike, message):
-    """Parses the text proto at `path` into `message` (raises on a syntax error)."""
-    return text_format.Parse(Path(path).read_text(), message)
+    """Parses the text proto at `path` into `message`.
+
+    Raises:
+        ConfigError: the file cannot be read, or is not a text proto of `message`'s type (the
+            message names the file, the line and the column).
+    """
+    kind = message.DESCRIPTOR.full_name
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        why = error.strerror if isinstance(error, OSError) else "it is not UTF-8 text"
+        raise ConfigError(f"Cannot read {kind} file {path}: {why}") from None
+    try:
+        return text_format.Parse(text, message)
+    except text_format.ParseError as error:
+        problem = str(error)
+        line, column = error.GetLine(), error.GetColumn()
+        if line is not None:  # the message starts "LINE:COLUMN : "
+            problem = problem.partition(" : ")[2] or problem
+        where = f"{path}:{line}:{column}" if line is not None else str(path)
+        problem = " ".join(problem.split())  # one line
+        raise ConfigError(f"Error parsing text-format {kind}: {where}: {problem}") from None
 
 
 def read_model_server_config(path) -> model_server_config_pb2.ModelServerConfig:
+    """The ModelServerConfig at `path`, with the checks TF Serving makes before serving it.
+
+    Raises:
+        ConfigError: unreadable or unparsable, not a `model_config_list`, a model name
+            twice, or a platform other than `tensorflow`.
+    """
     config = read_text_proto(path, model_server_config_pb2.ModelServerConfig())
     if config.WhichOneof("config") != "model_config_list":
-        raise ValueError(f"{path}: only model_config_list is supported")
+        raise ConfigError(f"{path}: only model_config_list is supported")
     names = [model.name for model in config.model_config_list.config]
     if len(names) != len(set(names)):
-        raise ValueError(f"{path}: a model name appears twice")
+        raise ConfigError(f"{path}: a model name appears twice")
     for model in config.model_config_list.config:
         if model.model_platform not in ("", "tensorflow"):
-            raise ValueError(
+            raise ConfigError(
                 f"{path}: model {model.name}: unsupported platform {model.model_platform!r}"
             )
     return config

@@ -28,9 +28,11 @@ class DType:
         numpy: the numpy type holding its values (`np.object_` for strings, held as bytes).
         field: the repeated `TensorProto` field that holds its values, e.g. `"float_val"`.
         type_string: the name TF Serving's error messages use, e.g. `"float"`.
-        json_ints: the inclusive `(low, high)` range of JSON integers a request may give:
-            beyond it an integer type refuses the value as the wrong type and a float type
-            as a loss of precision. `None` where JSON integers are not accepted at all.
+        json_ints: the inclusive `(low, high)` range of JSON integers an integer type takes
+            (rapidjson's IsInt, IsInt64, IsUint, IsUint64); beyond it the value is refused as
+            the wrong type. `None` for the other types: float types take any JSON number,
+            integers too, rounded to the nearest double and then to the type (TF Serving's
+            `util/json_tensor.cc`: `GetFloat()`, `GetDouble()`), strings and bools none.
         kind: numpy's kind character of `numpy`: `f` float, `i` / `u` integer, `b` bool,
             `O` string (derived, not passed).
     """
@@ -48,8 +50,8 @@ class DType:
 
 
 TABLE = (
-    DType("DT_FLOAT", 1, np.float32, "float_val", "float", (-(2**24 - 1), 2**24 - 1)),
-    DType("DT_DOUBLE", 2, np.float64, "double_val", "double", (-(2**53 - 1), 2**53 - 1)),
+    DType("DT_FLOAT", 1, np.float32, "float_val", "float", None),
+    DType("DT_DOUBLE", 2, np.float64, "double_val", "double", None),
     DType("DT_INT32", 3, np.int32, "int_val", "int32", _INT32_RANGE),
     DType("DT_UINT8", 4, np.uint8, "int_val", "uint8", _INT32_RANGE),
     DType("DT_INT16", 5, np.int16, "int_val", "int16", _INT32_RANGE),

@@ -107,12 +107,39 @@ def status_of(error: Exception) -> tuple[str, str]:
             code = codes.values_by_number[error.error_code].name
         except KeyError:
             code = "UNKNOWN"
-        return code, error.message
+        return code, runtime_message(error.message)
     if isinstance(error, (ValueError, TypeError)):
         return "INVALID_ARGUMENT", str(error)
     if isinstance(error, FileNotFoundError):
         return "NOT_FOUND", str(error)
     return "UNKNOWN", f"{type(error).__name__}: {error}"
+
+
+def runtime_message(message: str) -> str:
+    """A TensorFlow runtime error's own message, without what Python put before it.
+
+    An eager call of a function prefixes the kernel's message with `Graph execution error:`
+    and, per node, `Detected at node N defined at (most recent call last):` followed by the
+    Python frames that built it (or `<stack traces unavailable>`). TF Serving answers the
+    kernel's message alone (`Incompatible shapes: [3] vs. [2]\n\t [[{{node add}}]]`), and a
+    traceback has no place in an answer.
+
+    Args:
+        message: the `OpError`'s message.
+
+    Returns:
+        The message from the kernel's first line on (unchanged when there is no prefix).
+    """
+    if not message.startswith("Graph execution error:"):
+        return message
+    lines = message.split("\n")[1:]
+    while lines and (
+        not lines[0].strip()
+        or lines[0].startswith(("Detected at node ", "<stack traces unavailable>", "  File "))
+        or lines[0].startswith("    ")  # a frame's source line
+    ):
+        lines.pop(0)
+    return "\n".join(lines) if lines else message
 
 
 def error_code_number(name: str) -> int:

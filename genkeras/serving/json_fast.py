@@ -258,14 +258,14 @@ class NumericSpan:
         """The tensor of `dtypes` entry `entry`, or None where the exact path must decide.
 
         None for an irregular array, a non-numeric type, integers given with a fraction or
-        exponent or too many digits, and values the exact path might refuse (large or
-        non-finite ones).
+        exponent or too many digits, and non-finite values (a number too big for a double:
+        the exact path refuses it as rapidjson does).
         """
         shape = self.shape()
         if shape is None or entry.kind not in "fiu":
             return None
-        low, high = entry.json_ints
         if entry.kind in "iu":
+            low, high = entry.json_ints
             if re.search(rb"[.eE]", self.text) or _LONG_DIGITS.search(self.text):
                 return None
             values = self._values(np.int64)
@@ -279,9 +279,10 @@ class NumericSpan:
             return None
         if values.size and not np.isfinite(values).all():
             return None
-        if values.size and np.abs(values).max() > high:
-            return None  # big values: the exact path tells integers from decimals
-        return values.astype(entry.numpy, copy=False).reshape(shape)
+        # Every number is the nearest double already (integers too, as rapidjson's
+        # GetDouble()); float32 rounds once more, beyond its range to inf (`GetFloat()`).
+        with np.errstate(over="ignore"):
+            return values.astype(entry.numpy, copy=False).reshape(shape)
 
     def preview(self, limit: int) -> str:
         """The span's first `limit` characters, whitespace dropped (for error messages)."""

@@ -56,9 +56,16 @@ def _loads(text: bytes, checked: bool, body: bytes):
             return value
 
         def parse_int(literal: str):
-            if len(literal.lstrip("-")) > 309:  # beyond 1.8e308, the largest double
+            digits = len(literal.lstrip("-"))
+            if digits > 309:  # beyond 1.8e308, the largest double
                 raise _too_big(literal, body)
-            return int(literal)
+            value = int(literal)
+            if digits == 309:  # fits a double only up to 1.797e308
+                try:
+                    float(value)
+                except OverflowError:
+                    raise _too_big(literal, body) from None
+            return value
 
         hooks = {"parse_float": parse_float, "parse_int": parse_int}
     try:

@@ -2,9 +2,11 @@
 
 The shape is the first element's length at each level; every list must match it; leaves must
 be of the input's type: int32 inputs take JSON integers only (`1.0` is refused), float inputs
-take any number that fits without loss (integers beyond 2^24 - 1 are refused for float32),
-strings may come as `{"b64": ...}` objects. A tensor deeper than `MAX_RANK` or with more
-values than the `--max_tensor_elements` limit is refused from its shape, before it is built.
+take any number, integers too, rounded to the nearest double and then to the input's type
+(`1435774380` becomes the float32 1435774336, as TF Serving's `GetFloat()` does; its
+api_rest.md, "Floating Point Precision"), strings may come as `{"b64": ...}` objects. A
+tensor deeper than `MAX_RANK` or with more values than the `--max_tensor_elements` limit is
+refused from its shape, before it is built.
 
 Errors raise `ServingError` with TF Serving's canonical code and message (see `errors.py`).
 """
@@ -36,14 +38,6 @@ def _type_error(value, dtype: str) -> ServingError:
     )
 
 
-def _lossy_error(value, target: str) -> ServingError:
-    return ServingError(
-        invalid_argument(
-            f"Cannot convert JSON value: {json_value_to_string(value)} to {target} without loss of precision."  # noqa: E501
-        )
-    )
-
-
 def _check_leaf(value, dtype: str):
     """Returns the value to store, or raises TF Serving's error for it."""
     if isinstance(value, dict):
@@ -61,18 +55,12 @@ def _check_leaf(value, dtype: str):
     if kind == "f":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _type_error(value, dtype)
-        if isinstance(value, int):
-            low, high = entry.json_ints
-            if not low <= value <= high:
-                raise _lossy_error(value, entry.type_string)
-            return float(value)
-        if (
-            dtype == "DT_FLOAT"
-            and math.isfinite(value)
-            and abs(value) > float(np.finfo(np.float32).max)
-        ):
-            raise _lossy_error(value, "float")
-        return value
+        try:
+            return float(value)  # an integer: the nearest double, as rapidjson's GetDouble()
+        except OverflowError:  # json_parse refuses these first; a caller may not have
+            raise ServingError(
+                invalid_argument(f"Number too big to be stored in double: {clip(value)}")
+            ) from None
     if kind in ("i", "u"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise _type_error(value, dtype)
@@ -136,18 +124,22 @@ def _fast_array(value, shape: list[int], dtype: str, allow_fast: bool):
     if list(array.shape) != shape or array.dtype.kind not in "fi":
         return None
     entry = dtypes.BY_NAME[dtype]
-    low, high = entry.json_ints
     if entry.kind == "i":
+        low, high = entry.json_ints
         if array.dtype.kind != "i":
             return None
         if array.size and (array.min() < low or array.max() > high):
             return None
         return array.astype(entry.numpy)
-    if array.size:
-        finite = array[np.isfinite(array)] if array.dtype.kind == "f" else array
-        if finite.size and np.abs(finite).max() > high:
-            return None  # big values: the exact walk tells integers from decimals
-    return array.astype(entry.numpy)
+    return to_float_type(array, entry.numpy)
+
+
+def to_float_type(values: np.ndarray, numpy_type) -> np.ndarray:
+    """`values` as `numpy_type` the way TF Serving converts JSON numbers: each to the nearest
+    double first (integers included: int64 -> float64 -> float32 rounds twice, as C++'s
+    `static_cast<float>(GetDouble())` does), then to the type; beyond float32's range: inf."""
+    with np.errstate(over="ignore"):
+        return values.astype(np.float64, copy=False).astype(numpy_type, copy=False)
 
 
 def check_elements(name: str, shape, max_elements: int | None) -> None:
@@ -222,4 +214,7 @@ def json_to_array(
         array = np.empty(len(leaves), dtype=object)
         array[:] = leaves
         return array.reshape(shape)
-    return np.array(leaves, dtype=dtypes.BY_NAME[dtype].numpy).reshape(shape)
+    entry = dtypes.BY_NAME[dtype]
+    if entry.kind == "f":  # leaves are doubles already
+        return to_float_type(np.array(leaves, np.float64), entry.numpy).reshape(shape)
+    return np.array(leaves, dtype=entry.numpy).reshape(shape)

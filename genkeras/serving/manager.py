@@ -33,9 +33,9 @@ from genkeras.serving.servable import RunLimits, Servable
 from genkeras.serving.versions import (
     VersionState,
     fingerprint,
-    list_versions,
     policy_kind,
     policy_text,
+    version_folders,
     versions_to_unload,
 )
 
@@ -98,6 +98,7 @@ class ModelManager:
         self._states: dict[str, dict[int, VersionState]] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._warned: set[str] = set()  # duplicate version folders already logged
         self.set_config(server_config)
 
     # -- configuration --------------------------------------------------------------------------
@@ -131,20 +132,25 @@ class ModelManager:
 
     def _poll_model(self, name: str, model) -> None:
         base = self.base_path(name)
-        on_disk = list_versions(base)
-        if on_disk is None:
+        listed = version_folders(base)
+        if listed is None:
             if os.path.exists(base):  # a passing listing error: change nothing this round
                 return
-            on_disk = []
+            listed = {}, []
+        folders, duplicates = listed  # version -> folder name (`00000123` is version 123)
+        for line in set(duplicates) - self._warned:
+            log.warning(line)
+        self._warned.update(duplicates)
+        on_disk = list(folders)
         aspired = config_lib.aspired_versions(model, on_disk)
         states = self._states.setdefault(name, {})
         keep = set(aspired)
         for version in sorted(aspired, reverse=True):  # the newest first, as TF Serving
-            self._ensure_loaded(name, version, base / str(version), states)
+            self._ensure_loaded(name, version, base / folders[version], states)
         serving = any(states[v].state == "AVAILABLE" for v in aspired if v in states)
         if aspired and not serving and policy_kind(model) == "latest":
             for version in sorted(set(on_disk) - keep, reverse=True):
-                if self._ensure_loaded(name, version, base / str(version), states):
+                if self._ensure_loaded(name, version, base / folders[version], states):
                     keep.add(version)  # the newest older version that loads serves for now
                     break
         with self._lock:
@@ -314,8 +320,11 @@ class ModelManager:
         """The loaded `Servable` a request asks for (the latest available without a version).
 
         Raises:
-            ServingError: NOT_FOUND when that version is not available.
+            ServingError: INVALID_ARGUMENT for an empty name (server_core.cc's
+                ServableRequestFromModelSpec), NOT_FOUND when that version is not available.
         """
+        if not name:
+            raise ServingError(invalid_argument("ModelSpec has no name specified."))
         version = self.resolve_version(name, version, label)
         with self._lock:
             states = self._states.get(name, {}) if name in self._models else {}

@@ -1,12 +1,14 @@
 """One loaded SavedModel version: its signatures, request validation, running and warm-up.
 
-A `Servable` checks a request as TF Serving does (input names, dtypes and shapes against the
-SignatureDef, with TF Serving's messages), refuses one whose answer would hold more values
-than `RunLimits.max_tensor_elements` before running it, runs the signature's concrete
-function (through the batcher when one is set; otherwise a request of more rows than
+A `Servable` checks a request as TF Serving does (input names and dtypes against the
+SignatureDef, with TF Serving's messages; shapes are the graph's business, as there: inputs
+of shapes the SignatureDef does not declare run when TensorFlow's shape inference lets them,
+`graph_shapes.py`), refuses one whose answer would hold more values than
+`RunLimits.max_tensor_elements` before running it, runs the signature's concrete function
+(through the batcher when one is set; otherwise a request of more rows than
 `RunLimits.max_execution_batch_size` runs a slice of rows at a time, so its activations stay
-small), stops the run when the request's deadline passes or its client leaves, and replays
-the export's warm-up records.
+small; requests of undeclared shapes run whole and alone), stops the run when the request's
+deadline passes or its client leaves, and replays the export's warm-up records.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from genkeras.serving.errors import (
     not_found,
     status_of,
 )
+from genkeras.serving.graph_shapes import GraphShapeCheck, declared_shape_fits
 
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 DEFAULT_SIGNATURE = "serving_default"
@@ -95,6 +98,7 @@ class Servable:
         except Exception as error:  # noqa: BLE001
             raise ServingError(status_of(error)) from None
         self.functions = dict(self.loaded.signatures)
+        self.shape_checks = {key: GraphShapeCheck(f) for key, f in self.functions.items()}
         self.inputs = {
             key: {alias: info for alias, info in sig.inputs.items()}
             for key, sig in self.signature_defs.items()
@@ -130,8 +134,11 @@ class Servable:
         }
 
     # -- running --------------------------------------------------------------------------------
-    def validate(self, key: str, signature, inputs: dict[str, np.ndarray]) -> None:
-        """Checks input names, dtypes and shapes against the signature.
+    def validate(self, signature, inputs: dict[str, np.ndarray]) -> bool:
+        """Checks input names and dtypes against the signature, as TF Serving does.
+
+        Returns:
+            Whether every input has a shape the signature declares (else the graph decides).
 
         Raises:
             ServingError: INVALID_ARGUMENT with TF Serving's message for the first mismatch.
@@ -168,17 +175,7 @@ class Servable:
                         f"{dtypes.type_string(got)} is provided"
                     )
                 )
-            if not info.tensor_shape.unknown_rank:
-                dims = [d.size for d in info.tensor_shape.dim]
-                if len(dims) != array.ndim or any(
-                    d not in (-1, s) for d, s in zip(dims, array.shape, strict=False)
-                ):
-                    raise ServingError(
-                        invalid_argument(
-                            f"input tensor {alias} has shape [{','.join(map(str, array.shape))}] but the "  # noqa: E501
-                            f"signature {key} expects [{','.join(map(str, dims))}] (-1: any size)"
-                        )
-                    )
+        return all(declared_shape_fits(signature.inputs[a], inputs[a].shape) for a in wanted)
 
     def _call(self, key: str, inputs: dict, context: RequestContext | None) -> dict:
         """One call of the signature's function, stopped if `context` is cancelled."""
@@ -197,16 +194,52 @@ class Servable:
 
     def _sliceable_rows(self, key: str, inputs: dict) -> int | None:
         """The request's rows when its signature may run a slice of them at a time."""
-        if not self.batchable(key):
+        if not self.runs_in_slices(key):
             return None
+        return int(np.shape(next(iter(inputs.values())))[0])
+
+    def runs_in_slices(self, key: str) -> bool:
+        """Every input and output of the signature has a leading dimension of any size."""
         for info in self.signature_defs[key].outputs.values():
             shape = info.tensor_shape
             if shape.unknown_rank or not shape.dim or shape.dim[0].size != -1:
-                return None
-        return int(np.shape(next(iter(inputs.values())))[0])
+                return False
+        return self.batchable(key)
+
+    def check_whole_run(self, key: str, inputs: dict[str, np.ndarray]) -> None:
+        """Refuses inputs of undeclared shapes larger than one slice of declared rows.
+
+        Such inputs have no batch dimension to slice, so they run whole; where declared
+        ones would run `max_execution_batch_size` rows at a time, they may hold no more
+        values than that many declared rows (a [21000,28,28] tensor to `images` [-1,28,28,1]
+        would otherwise run 21000 images at once).
+
+        Raises:
+            ServingError: INVALID_ARGUMENT naming the input, the limit and its flag.
+        """
+        step = self.limits.max_execution_batch_size
+        if step <= 0 or not self.runs_in_slices(key):
+            return
+        for alias, array in sorted(inputs.items()):
+            dims = self.signature_defs[key].inputs[alias].tensor_shape.dim[1:]
+            most = step * math.prod(max(1, d.size) for d in dims)
+            if array.size > most:
+                shape = ",".join(map(str, array.shape))
+                raise ServingError(
+                    invalid_argument(
+                        f"Input tensor {clip(alias)} of shape [{shape}], not the shape the "
+                        f"signature {clip(key)} declares, runs whole rather than "
+                        f"{step} rows at a time (--max_execution_batch_size), so it may hold "
+                        f"at most {most} values; send it in the declared shape or smaller"
+                    )
+                )
 
     def run_unbatched(
-        self, key: str, inputs: dict[str, np.ndarray], context: RequestContext | None = None
+        self,
+        key: str,
+        inputs: dict[str, np.ndarray],
+        context: RequestContext | None = None,
+        sliceable: bool = True,
     ) -> dict[str, np.ndarray]:
         """Runs the signature, a slice of rows at a time when the request is large.
 
@@ -214,12 +247,13 @@ class Servable:
             key: the signature key.
             inputs: input alias -> array (already validated).
             context: the request's deadline and cancellation, or `None` (warm-up).
+            sliceable: whether the inputs have the declared shapes (else they run whole).
 
         Returns:
             Output alias -> numpy array.
         """
         step = self.limits.max_execution_batch_size
-        rows = self._sliceable_rows(key, inputs) if step > 0 else None
+        rows = self._sliceable_rows(key, inputs) if step > 0 and sliceable else None
         if rows is None or rows <= step:
             return self._call(key, inputs, context)
         parts = [
@@ -228,11 +262,14 @@ class Servable:
         ]
         return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
 
-    def check_answer_size(self, key: str, inputs: dict[str, np.ndarray]) -> None:
+    def check_answer_size(
+        self, key: str, inputs: dict[str, np.ndarray], inferred: dict | None = None
+    ) -> None:
         """Refuses a request whose answer would hold more than `max_tensor_elements` values.
 
         The size is known before running where an output's shape is fixed but for a batch
-        dimension shared with the inputs (`decode`: 784 values per row of `z`).
+        dimension shared with the inputs (`decode`: 784 values per row of `z`), or, for
+        inputs of undeclared shapes, where shape inference found it (`inferred`).
 
         Raises:
             ServingError: INVALID_ARGUMENT naming the output, the limit and its flag.
@@ -240,12 +277,18 @@ class Servable:
         limit = self.limits.max_tensor_elements
         if limit is None:
             return
-        rows = int(np.shape(next(iter(inputs.values())))[0]) if self.batchable(key) else None
+        rows = None  # the batch dimension, when the inputs have their declared shapes
+        if inferred is None and self.batchable(key):
+            rows = int(np.shape(next(iter(inputs.values())))[0])
         for alias, info in sorted(self.signature_defs[key].outputs.items()):
             shape = info.tensor_shape
-            if shape.unknown_rank:
+            if inferred is not None:
+                found = inferred.get(alias)
+                dims = [-1] if found is None else [-1 if d is None else d for d in found]
+            elif shape.unknown_rank:
                 continue
-            dims = [d.size for d in shape.dim]
+            else:
+                dims = [d.size for d in shape.dim]
             if dims and dims[0] == -1 and rows is not None:
                 dims[0] = rows
             if any(d < 0 for d in dims):
@@ -297,7 +340,7 @@ class Servable:
             raise ServingError(
                 internal(f"Expected prediction signature method_name, was: {signature.method_name}")
             )
-        self.validate(key, signature, inputs)
+        declared = self.validate(signature, inputs)
         for alias in output_filter:
             if alias not in signature.outputs:
                 raise ServingError(
@@ -309,8 +352,12 @@ class Servable:
                 )
         if len(set(output_filter)) != len(output_filter):
             raise ServingError(invalid_argument("duplicate output tensor alias"))
-        self.check_answer_size(key, inputs)
-        if self.batcher is not None and self.batchable(key):
+        inferred = None  # shapes the SignatureDef does not declare: the graph decides
+        if not declared:
+            self.check_whole_run(key, inputs)
+            inferred = self.shape_checks[key].output_shapes(inputs)
+        self.check_answer_size(key, inputs, inferred)
+        if declared and self.batcher is not None and self.batchable(key):
             outputs = self.batcher.run(
                 (self.name, self.version, key),
                 lambda x: self.run_unbatched(key, x),
@@ -318,7 +365,7 @@ class Servable:
                 context,
             )
         else:
-            outputs = self.run_unbatched(key, inputs, context)
+            outputs = self.run_unbatched(key, inputs, context, sliceable=declared)
         if output_filter:
             outputs = {alias: outputs[alias] for alias in output_filter}
         return key, outputs

@@ -10,7 +10,8 @@ latent explorer web page at `/` (see `genkeras/serving/explorer/`).
 
 Both ports are checked and bound before any model loads: a port out of range, the same port
 twice, or a port another program holds (gRPC never shares one through SO_REUSEPORT) raises
-`StartupError` with one line naming the port and its flag.
+`StartupError` with one line naming the port and its flag; so does a config file that cannot
+be read or parsed (naming the file, line and column: `config.ConfigError`).
 
 TensorFlow, gRPC and the serving modules are imported when the server runs, so a command
 line can build its parser from `ServerOptions` and answer `--help` at once.
@@ -234,24 +235,30 @@ def run_server(options: ServerOptions) -> int:
         The exit status, 0 after a clean stop.
 
     Raises:
-        StartupError: a port out of range, repeated or taken (before any model loads).
+        StartupError: a port out of range, repeated or taken, or a config file that cannot
+            be read or parsed (before any model loads).
     """
     check_ports(options)
+    from genkeras.serving import config as config_lib
+
+    try:  # read before TensorFlow loads: a bad file is one line and exit status 2
+        server_config = model_server_config(options)
+        batcher = _batcher(options)
+        prometheus_path = _prometheus_path(options)
+    except config_lib.ConfigError as error:
+        raise StartupError(str(error)) from None
+    path_maps = config_lib.parse_path_maps(options.path_map, options.model_config_file)
+
     from genkeras.serving.admission import Limiter, Watchdog, tune_malloc
 
     tune_malloc()  # before TensorFlow starts its threads
 
-    from genkeras.serving import config as config_lib
     from genkeras.serving.grpc_service import make_grpc_server
     from genkeras.serving.manager import ModelManager
     from genkeras.serving.metrics import Metrics
     from genkeras.serving.rest import RestApi, RestServer
     from genkeras.serving.servable import RunLimits
 
-    server_config = model_server_config(options)
-    path_maps = config_lib.parse_path_maps(options.path_map, options.model_config_file)
-    batcher = _batcher(options)
-    prometheus_path = _prometheus_path(options)
     max_elements = options.max_tensor_elements or options.max_request_bytes // 4
     metrics, watchdog = Metrics(), Watchdog()
     limiter = Limiter(

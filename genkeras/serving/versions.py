@@ -6,6 +6,12 @@ file of it changes (a truncated `variables.data-*` replaced in place). `versions
 is TF Serving's availability-preserving policy (`core/availability_preserving_policy.cc`):
 versions the policy no longer asks for are unloaded only once an aspired version serves,
 and until then the newest of them keeps serving.
+
+Version folders are named as TF Serving names them (`sources/storage_path/
+file_system_storage_path_source.cc`): any folder whose name is a non-negative integer, so
+`00000123` (TF Serving's testdata) is version 123, loaded from `00000123` itself. When two
+names give the same number (`1` and `001`), TF Serving walks the names in sorted order and the
+last one wins (`1`), with a warning that the other is ignored; `version_folders` does the same.
 """
 
 from __future__ import annotations
@@ -17,7 +23,10 @@ from pathlib import Path
 
 from genkeras.serving.servable import Servable
 
-_VERSION_NAME = re.compile(r"\d+")
+# ASCII digits only (`\d` would take other scripts' digits); TF Serving's absl::SimpleAtoi
+# also takes a sign and surrounding blanks, which no exporter writes.
+_VERSION_NAME = re.compile(r"[0-9]+")
+_INT64_MAX = 2**63 - 1
 
 
 @dataclasses.dataclass
@@ -43,14 +52,38 @@ class VersionState:
         return self.state == "END" and self.error_code != "OK"
 
 
-def list_versions(base: Path) -> list[int] | None:
-    """The integer-named folders of `base`, sorted; None when `base` cannot be listed."""
+def version_folders(base: Path) -> tuple[dict[int, str], list[str]] | None:
+    """The version folders of `base`: version -> folder name, and a warning per duplicate.
+
+    A folder is a version when its name is a non-negative integer that fits an int64 (as
+    TF Serving parses it); `00000123` is version 123. Among names of the same number the
+    last in sorted order wins (`1` over `001`), as in TF Serving.
+
+    Args:
+        base: the model's base path.
+
+    Returns:
+        `(folders, warnings)`, or None when `base` cannot be listed.
+    """
     try:
-        return sorted(
-            int(p.name) for p in base.iterdir() if p.is_dir() and _VERSION_NAME.fullmatch(p.name)
+        names = sorted(
+            p.name for p in base.iterdir() if _VERSION_NAME.fullmatch(p.name) and p.is_dir()
         )
     except OSError:
         return None
+    folders: dict[int, str] = {}
+    warnings = []
+    for name in names:
+        version = int(name)
+        if version > _INT64_MAX:
+            continue
+        if version in folders:
+            warnings.append(
+                f"Duplicate version directories detected under {base}. Version {version} will "
+                f"be loaded from {name}, {folders[version]} will be ignored."
+            )
+        folders[version] = name
+    return folders, warnings
 
 
 def fingerprint(path: Path) -> tuple:
