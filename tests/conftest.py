@@ -17,6 +17,30 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The longest files first: `pytest -n 2 --dist loadfile` (pyproject.toml) hands the workers
+# whole files in collection order, so a long file collected last would run alone at the end.
+# Ranked by `pytest --durations=0` (docs/testing.md); the other files follow in their order.
+LONGEST_FILES_FIRST = [
+    "test_jax_backend.py",
+    "test_pixel_models.py",
+    "test_train_cli.py",
+    "test_readme.py",
+    "test_pixelrnn.py",
+    "test_pixel_colour.py",
+    "test_serving_limits.py",
+    "test_scale.py",
+    "test_pixelrnn_colour.py",
+    "test_explorer.py",
+    "test_bayes.py",
+    "test_pretrained.py",
+]
+
+
+def pytest_collection_modifyitems(items):
+    """Runs the longest files first (a stable sort: tests keep their order within a file)."""
+    rank = {name: index for index, name in enumerate(LONGEST_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 @pytest.fixture(scope="session", autouse=True)
 def tfds_data_dir(tmp_path_factory):
@@ -25,9 +49,22 @@ def tfds_data_dir(tmp_path_factory):
     $GENKERAS_DATA_DIR is reused when set (a warm cache); otherwise TFDS prepares into a
     temporary folder from the archives in $GENKERAS_MANUAL_DIR (or downloads them).
     """
-    if not os.environ.get("GENKERAS_DATA_DIR"):
-        os.environ["GENKERAS_DATA_DIR"] = str(tmp_path_factory.mktemp("tfds"))
-    return Path(os.environ["GENKERAS_DATA_DIR"])
+    if os.environ.get("GENKERAS_DATA_DIR"):
+        return Path(os.environ["GENKERAS_DATA_DIR"])
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = tmp_path_factory.mktemp("tfds")
+    else:  # pytest -n: the workers share one folder, which the first one prepares
+        import fcntl
+
+        from genkeras import data
+
+        shared = tmp_path_factory.getbasetemp().parent
+        folder = shared / "tfds"
+        with open(shared / "tfds.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            data.prepare("mnist", data_dir=folder)
+    os.environ["GENKERAS_DATA_DIR"] = str(folder)
+    return folder
 
 
 def run_python(

@@ -111,6 +111,7 @@ def test_coverage_curve():
     np.testing.assert_allclose(accuracy, [1.0, 1.0, 2 / 3, 0.75])
 
 
+@pytest.mark.slow
 def test_classify_signature_in_a_fresh_tensorflow_process(model, images, tmp_path):
     """TF Serving's Classify needs the method name in the SignatureDef: read it back from
     saved_model.pb and call the signature with serialized tf.Examples, TensorFlow only."""

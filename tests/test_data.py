@@ -143,6 +143,7 @@ def test_center_crop_keeps_the_middle():
     assert out.min() == 255
 
 
+@pytest.mark.slow
 def test_mnist_and_fashion_mnist_stay_apart_in_one_data_folder(tmp_path):
     """Both archives have the same file names, and TFDS extracts downloads by file name: each
     data set needs its own download folder, or the second one prepared copies the first."""

@@ -67,6 +67,7 @@ def test_the_cap_keeps_an_answer_under_grpcs_default_message_size():
     assert cap * 28 * 28 * 4 < 4 * 1024 * 1024 < (cap + 100) * 28 * 28 * 4
 
 
+@pytest.mark.slow
 def test_sample_refuses_num_above_the_cap_and_below_zero(exports):
     cap = max_generated_images(tiny("vae")[1])
     vae, pixelcnn = exports["vae"], exports["pixelcnn"]
@@ -82,6 +83,7 @@ def test_sample_refuses_num_above_the_cap_and_below_zero(exports):
     assert out[2] == {"shape": [0, 28, 28, 1]}  # an empty batch, as the VAE answers
 
 
+@pytest.mark.slow
 def test_an_empty_batch_keeps_the_image_shape_through_convolutions(exports):
     """TensorFlow's CPU convolution answers an empty batch with its input's channels."""
     empty = {"zeros": [0, 2]}
@@ -91,6 +93,7 @@ def test_an_empty_batch_keeps_the_image_shape_through_convolutions(exports):
     assert out == [{"shape": [0, 28, 28, 1]}] * 2
 
 
+@pytest.mark.slow
 def test_complete_refuses_more_images_than_the_cap(exports):
     cap = max_generated_images(tiny("vae")[1])
     images = {"zeros": [cap + 1, 28, 28, 1]}
@@ -98,6 +101,7 @@ def test_complete_refuses_more_images_than_the_cap(exports):
     assert f"images must be at most {cap}" in out[0]["error"]
 
 
+@pytest.mark.slow
 def test_cvae_labels_must_name_a_class(exports):
     def decode(labels):
         return ("decode", {"z": {"zeros": [len(labels), 2]}, "labels": labels})

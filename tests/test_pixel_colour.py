@@ -147,6 +147,7 @@ def test_keras_round_trip(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_signatures_in_a_fresh_tensorflow_process(tmp_path):
     model = colour((3, 4, 3))
     path = export_model(model, get_spec("pixelcnn"), tmp_path, version=1)
@@ -186,6 +187,7 @@ def test_levels_are_checked_before_any_work():
     assert run.options["levels"] == 16 and run.info.image_shape == (32, 32, 3)
 
 
+@pytest.mark.slow
 def test_train_py_on_mock_cifar10(tmp_path, monkeypatch):
     import tensorflow_datasets as tfds
 

@@ -302,6 +302,7 @@ def check_signatures_in_fresh_tensorflow(model, name, tmp_path) -> dict:
     return card
 
 
+@pytest.mark.slow
 def test_signatures_in_a_fresh_tensorflow_process(tmp_path):
     check_signatures_in_fresh_tensorflow(build(PixelCNN, (4, 5, 1)), "pixelcnn", tmp_path)
 
@@ -370,6 +371,7 @@ def test_train_py_deepens_a_trained_pixelcnn_with_initial_weights(tmp_path):
     assert "its filters is 8, this run's 4" in refused.stderr.splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_pixel_sampling_benchmark_refuses_what_it_cannot_time_before_any_work():
     script = ROOT / "benchmarks" / "pixel_sampling.py"
     done = subprocess.run(
@@ -396,6 +398,7 @@ def test_pixel_serving_benchmark_refuses_a_missing_version_before_starting_a_ser
     assert f"no SavedModel in {tmp_path / '7'}: pass exported versions" in done.stderr
 
 
+@pytest.mark.slow
 def test_exports_trace_a_pixel_loop_per_slice_of_the_batch(tmp_path, monkeypatch):
     # The served graph is the in-process one: `samplers.CHAINS` slices, one pixel loop each.
     from tensorflow.core.protobuf import saved_model_pb2

@@ -155,6 +155,7 @@ def test_variant_option_reaches_the_model_through_the_registry():
         build_pixelrnn((4, 4, 1), variant="column")
 
 
+@pytest.mark.slow
 def test_signatures_in_a_fresh_tensorflow_process(tmp_path):
     model = randomize_biases(build(DiagonalBiLSTM, (4, 5, 1)))
     card = check_signatures_in_fresh_tensorflow(model, "pixelrnn", tmp_path)

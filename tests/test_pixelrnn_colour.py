@@ -143,6 +143,7 @@ def test_grayscale_models_keep_their_layers():
 
 
 @pytest.mark.parametrize("cls", VARIANTS)
+@pytest.mark.slow
 def test_signatures_in_a_fresh_tensorflow_process(cls, tmp_path):
     model = colour(cls, (2, 3, 3))
     path = export_model(model, get_spec("pixelrnn"), tmp_path, version=1)

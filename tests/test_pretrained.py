@@ -69,6 +69,7 @@ def test_same_numbers_as_the_served_savedmodel(name):
 
 
 @pytest.mark.parametrize("name", ["pixelcnn", "pixelrnn"])
+@pytest.mark.slow
 def test_pixel_model_has_the_served_likelihood(name):
     """The shipped file and the newest savedmodels/NAME/VERSION (the served one) give the same
     exact log-likelihood."""

@@ -20,8 +20,6 @@ import numpy as np
 import pytest
 from conftest import ROOT, free_port, genkeras_server
 
-pytestmark = pytest.mark.slow
-
 CLASSIFY = "tensorflow/serving/classify"
 REGRESS = "tensorflow/serving/regress"
 DIGITS = ROOT / "genkeras" / "serving" / "explorer" / "static" / "explorer_data.json"

@@ -75,6 +75,7 @@ def _listed_models_on_disk():
 @pytest.mark.parametrize(
     "name", FOUNDATION + ("conv_vae", "vae", "cvae", "pixelcnn", "cpixelcnn", "pixelrnn")
 )
+@pytest.mark.slow
 def test_each_base_path_holds_a_loadable_version_with_the_documented_signatures(name):
     from genkeras.registry import SPECS
     from genkeras.serving.servable import Servable

@@ -226,10 +226,13 @@ def test_large_requests_run_in_slices_give_the_same_rows_and_leave_memory_near_i
     assert answers, "every try ran past the deadline"
     z = answers[0]
     assert z.shape == (1700, 16)
-    # rows of the last slice equal the same rows sent alone
+    # rows of the last slice equal the same rows sent alone, within float32 rounding: another
+    # batch size may take another path through TensorFlow's CPU kernels (other bits, same value)
     tail = {"signature_name": "encode", "instances": x[-5:].astype(np.float64).round(4).tolist()}
     status, doc = rest(server, "POST", "/v1/models/conv_ae:predict", tail)
-    assert status == 200 and np.array_equal(np.array(doc["predictions"], np.float32), z[-5:])
+    assert status == 200, doc
+    alone = np.array(doc["predictions"], np.float32)
+    np.testing.assert_allclose(alone, z[-5:], rtol=1e-5, atol=1e-5)
     time.sleep(2)
     assert rss_mib(server["pid"]) - idle < 150, "memory did not return near idle"
 

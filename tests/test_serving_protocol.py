@@ -23,7 +23,6 @@ import pytest
 from conftest import ROOT, free_port, genkeras_server
 
 SHIPPED = ROOT / "savedmodels" / "conv_ae" / "1"
-pytestmark = pytest.mark.slow
 
 
 def serve(*args, timeout=120) -> subprocess.CompletedProcess:

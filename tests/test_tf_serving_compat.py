@@ -29,8 +29,6 @@ import numpy as np
 import pytest
 from conftest import ROOT, free_port, genkeras_server
 
-pytestmark = pytest.mark.slow
-
 MAX_EXECUTION_BATCH_SIZE = 8
 
 

@@ -32,6 +32,7 @@ def epochs_logged(path):
         return [int(row["epoch"]) for row in csv.DictReader(file)]
 
 
+@pytest.mark.slow
 def test_train_py_end_to_end_on_a_subset(tmp_path):
     runs, exports = tmp_path / "runs", tmp_path / "savedmodels"
     result = run(
@@ -162,6 +163,7 @@ def test_missing_archives_exit_2_naming_folder_and_files(tmp_path):
     assert "train-images-idx3-ubyte.gz" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_where_it_stopped(tmp_path):
     args = [
         *TRAIN,
@@ -203,6 +205,7 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path):
     assert not (tmp_path / "dense_ae" / "backup").exists()  # a finished run leaves no backup
 
 
+@pytest.mark.slow
 def test_a_run_killed_after_training_only_exports_when_run_again(tmp_path):
     """Killed between the end of training and the end of its export, the same command run
     again evaluates and exports the saved model without training it again."""
@@ -229,6 +232,7 @@ def test_a_run_killed_after_training_only_exports_when_run_again(tmp_path):
     assert not (run_dir / "trained_not_exported.json").exists()
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_losses(tmp_path):
     """Also when the first run prepares the data set (TFDS draws random numbers then)."""
 
@@ -243,6 +247,7 @@ def test_the_same_seed_gives_the_same_losses(tmp_path):
     assert losses(tmp_path / "a") == losses(tmp_path / "b")
 
 
+@pytest.mark.slow
 def test_initial_weights_start_the_run_from_a_file_of_the_same_model(tmp_path):
     """A run with --initial-weights starts from the file's weights (at a negligible learning
     rate it ends where the file was); another model or other options are refused with exit 2,
@@ -285,6 +290,7 @@ def test_initial_weights_start_the_run_from_a_file_of_the_same_model(tmp_path):
         assert list((tmp_path / "refused").iterdir()) == []  # the output folder, but no run
 
 
+@pytest.mark.slow
 def test_compare_prints_a_table_and_writes_the_picture(tmp_path):
     result = genkeras(
         *("compare", "--models", "pca,dense_ae", "--latent-dim", "4", "--epochs", "1"),
