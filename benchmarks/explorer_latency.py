@@ -4,8 +4,9 @@
     python benchmarks/explorer_latency.py --url http://127.0.0.1:8501   # an already running server
 
 Without --url it starts `genkeras serve` on a free loopback port with the shipped SavedModels
-(savedmodels/NAME/1). For each model it sends `requests` POST
-`/v1/models/NAME/versions/1:predict` with `{"signature_name": "decode", "inputs": {"z": [[...]]}}`
+(savedmodels/NAME: its newest version, the served one). For each model it sends `requests` POST
+`/v1/models/NAME/versions/N:predict`, N the version the server reports AVAILABLE, with
+`{"signature_name": "decode", "inputs": {"z": [[...]]}}`
 (one code, 3 decimals per value, like explorer.js), one at a time over a kept-alive connection
 (what the browser does), after 10 warm-up requests, and prints the median, p95 and max in ms.
 The page's budget is 50 ms per decode. `--browser` also measures it inside headless Chromium
@@ -82,9 +83,20 @@ def latent_dim(connection, model: str) -> tuple[int, bool]:
     return int(inputs["z"]["tensor_shape"]["dim"][1]["size"]), "labels" in inputs
 
 
+def served_version(connection, model: str) -> str:
+    """The newest version `GET /v1/models/NAME` reports AVAILABLE: the page's default pick."""
+    connection.request("GET", f"/v1/models/{model}")
+    doc = json.loads(connection.getresponse().read())
+    available = [s["version"] for s in doc["model_version_status"] if s["state"] == "AVAILABLE"]
+    if not available:
+        raise SystemExit(f"{model}: no version AVAILABLE ({doc})")
+    return max(available, key=int)
+
+
 def measure(host: str, port: int, model: str, requests: int) -> list[float]:
     connection = http.client.HTTPConnection(host, port, timeout=30)
     dim, conditional = latent_dim(connection, model)
+    version = served_version(connection, model)
     rng = np.random.default_rng(0)
     times = []
     for i in range(requests + 10):
@@ -95,7 +107,7 @@ def measure(host: str, port: int, model: str, requests: int) -> list[float]:
         started = time.perf_counter()
         connection.request(
             "POST",
-            f"/v1/models/{model}/versions/1:predict",
+            f"/v1/models/{model}/versions/{version}:predict",
             body=body,
             headers={"Content-Type": "application/json"},
         )

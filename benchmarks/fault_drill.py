@@ -2,9 +2,9 @@
 
     python benchmarks/fault_drill.py [--flood-seconds 40] [--stalled 300]
 
-Copies the shipped conv_ae and vae versions (savedmodels/) into a temporary folder, writes a
-config for them, starts `genkeras serve` on free loopback ports and runs three phases, each
-bounded in requests and time:
+Copies the shipped conv_ae and vae versions (savedmodels/NAME's newest, the served one) into a
+temporary folder as version 1 of each, writes a config for them, starts `genkeras serve` on free
+loopback ports and runs three phases, each bounded in requests and time:
 
 1. Flood: `--flood-clients` REST clients each post ~52 MiB `encode` bodies, two gRPC clients
    send 59-byte PredictRequests declaring [1000000, 28, 28, 1] floats, while `--good-clients`
@@ -43,6 +43,16 @@ CONFIG = """model_config_list {{
   config {{ name: "vae" base_path: "{base}/vae" model_platform: "tensorflow" }}
 }}
 """
+
+
+def newest_version(name: str) -> Path:
+    """savedmodels/NAME/VERSION with the highest VERSION: the served one (the tree keeps only
+    the versions serving/models.config serves)."""
+    base = ROOT / "savedmodels" / name
+    versions = [p for p in base.glob("*") if p.is_dir() and p.name.isdigit()]
+    if not versions:
+        raise SystemExit(f"no exported version in {base}")
+    return max(versions, key=lambda p: int(p.name))
 
 
 def free_port() -> int:
@@ -351,7 +361,7 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="fault-drill-"))
     base = work / "models"
     for name in ("conv_ae", "vae"):
-        shutil.copytree(ROOT / "savedmodels" / name / "1", base / name / "1")
+        shutil.copytree(newest_version(name), base / name / "1")
     config = work / "models.config"
     config.write_text(CONFIG.format(base=base))
     ports = {"grpc": free_port(), "rest": free_port()}

@@ -1,7 +1,15 @@
 """PixelCNN `sample` as served traffic: exported versions side by side in one `genkeras serve`.
 
-    python benchmarks/pixel_serving.py [--base savedmodels/pixelcnn] [--versions 4 5]
+    python benchmarks/pixel_serving.py [--base savedmodels/pixelcnn] [--versions 5]
         [--rounds 5]
+
+By default it times the served version (5), the only one in the tree. Older versions are in
+git history (the served card's `lineage_commits`); to compare with version 4, as
+docs/benchmarks.md does, restore it first, then put it away:
+
+    git checkout cca90fc6cc3ad0b074d1db24bc58eed97190c314 -- savedmodels/pixelcnn/4
+    python benchmarks/pixel_serving.py --versions 4 5
+    git rm -r -q -f savedmodels/pixelcnn/4
 
 Starts a `genkeras serve` per version on loopback (each process serving only its version, as
 in production), and times `sample` over REST, round after round, the versions taking turns (so
@@ -79,13 +87,18 @@ def one_round(port, model, seed):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="savedmodels/pixelcnn", help="the versions' folder")
-    parser.add_argument("--versions", nargs="+", default=["4", "5"])
+    parser.add_argument(
+        "--versions", nargs="+", default=["5"], help="version folders of --base (default: 5)"
+    )
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     folders = {v: Path(args.base, v).resolve() for v in args.versions}
     missing = [str(path) for path in folders.values() if not (path / "saved_model.pb").is_file()]
     if missing:
-        parser.error(f"no SavedModel in {', '.join(missing)}: pass exported versions")
+        parser.error(
+            f"no SavedModel in {', '.join(missing)}: pass exported versions (older ones are in "
+            "git history: `lineage_commits` in the served version's model_card.json)"
+        )
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     from serving_latency import start_server  # this folder's script: `genkeras serve` up

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -167,3 +168,28 @@ def genkeras_server(args, work: Path, ready, timeout: float = 180):
 
 def read_json(path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def served_versions() -> dict[str, list[int]]:
+    """{model name: the versions its `specific` policy lists} in serving/models.config."""
+    from genkeras.serving.config import read_model_server_config  # protobuf only, no TensorFlow
+
+    config = read_model_server_config(ROOT / "serving" / "models.config")
+    return {
+        model.name: sorted(model.model_version_policy.specific.versions)
+        for model in config.model_config_list.config
+    }
+
+
+def served_export(name: str) -> Path | None:
+    """savedmodels/NAME/VERSION for the newest version serving/models.config serves, or None
+    when the config does not list NAME. The tree keeps only the served versions
+    (tests/test_savedmodels_policy.py), so a test that uses a shipped export takes this one;
+    the path may be missing (not exported yet): check `.exists()`."""
+    versions = served_versions().get(name)
+    if not versions:
+        return None
+    base = ROOT / "savedmodels" / name
+    folders = [p for p in base.glob("*") if re.fullmatch("[0-9]+", p.name)]
+    folders = [p for p in folders if int(p.name) == versions[-1]]  # `5`, or `00000005`
+    return max(folders, default=base / str(versions[-1]))  # TF Serving's pick of duplicates

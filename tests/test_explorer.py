@@ -14,14 +14,23 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, free_port, genkeras_server
+from conftest import ROOT, free_port, genkeras_server, served_export
 
 SAVEDMODELS = ROOT / "savedmodels"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 MODELS = ("conv_vae", "cvae", "denoising_ae")
 # models without a latent (no encode/decode), served too when they are shipped
 WITHOUT_LATENT = ("pixelcnn", "pixelrnn")
-EXTRA = tuple(m for m in WITHOUT_LATENT if (SAVEDMODELS / m / "1").exists())
+
+
+def shipped(name):
+    """Whether the version serving/models.config serves is on disk (the newest in the folder,
+    which the server below loads: the tree keeps no other)."""
+    export = served_export(name)
+    return bool(export and export.exists())
+
+
+EXTRA = tuple(m for m in WITHOUT_LATENT if shipped(m))
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -35,9 +44,7 @@ CHROMIUM_ARGS = [
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        not all((SAVEDMODELS / m / "1").exists() for m in MODELS), reason="no shipped SavedModels"
-    ),
+    pytest.mark.skipif(not all(shipped(m) for m in MODELS), reason="no shipped SavedModels"),
 ]
 
 
@@ -276,7 +283,7 @@ def classify_server(request, tmp_path_factory):
     names = (model, "mnist_classifier")
     if not (SAVEDMODELS / model).exists():
         pytest.skip(f"no {model} SavedModel")
-    if not (SAVEDMODELS / "mnist_classifier" / "1").exists():
+    if not shipped("mnist_classifier"):
         pytest.skip("no mnist_classifier SavedModel (genkeras/serving/explorer/classifier.py)")
     work = tmp_path_factory.mktemp("explorer_classify")
     config = work / "models.config"

@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from conftest import free_port, genkeras_server
+from conftest import free_port, genkeras_server, served_export
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "savedmodels"
@@ -51,7 +51,8 @@ def slow_sample_request(seed):
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        not all((SHIPPED / m / "1").exists() for m in MODELS), reason="shipped models missing"
+        not all(served_export(m) and served_export(m).exists() for m in MODELS),
+        reason="shipped models missing",
     ),
 ]
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-from conftest import call_signatures_in_fresh_tensorflow
+from conftest import call_signatures_in_fresh_tensorflow, served_export
 
 from genkeras import data
 from genkeras.evaluation.frechet import frechet_distance_from_activations
@@ -227,16 +226,18 @@ def test_auroc():
     assert auroc([2, 1], [1, 0]) == 0.875  # the tie at 1 counts half
 
 
-SHIPPED = Path(__file__).resolve().parents[1] / "savedmodels"
+SHIPPED_CONV_VAE = served_export("conv_vae")  # the served version, the one the tree keeps
 
 
-@pytest.mark.skipif(not (SHIPPED / "conv_vae" / "1").exists(), reason="no shipped conv_vae")
+@pytest.mark.skipif(
+    not (SHIPPED_CONV_VAE and SHIPPED_CONV_VAE.exists()), reason="no shipped conv_vae"
+)
 def test_shipped_conv_vae_answers_and_scores_digits_above_noise():
     images = data.take_examples("mnist", "test", count=4)["image"]
     binary = (images > 0.5).astype("float32")
     noise = (np.random.default_rng(0).random(binary.shape) > 0.5).astype("float32")
     out = call_signatures_in_fresh_tensorflow(
-        SHIPPED / "conv_vae" / "1",
+        SHIPPED_CONV_VAE,
         {
             "sample": ("sample", {"num": np.int32(2), "seed": np.int32(1)}),
             "again": ("sample", {"num": np.int32(2), "seed": np.int32(1)}),
@@ -250,5 +251,5 @@ def test_shipped_conv_vae_answers_and_scores_digits_above_noise():
     assert np.all(out["digits"]["log_prob"] > -200) and np.all(out["noise"]["log_prob"] < -400)
     assert out["encode"]["z_mean"].shape == (4, 32)
     for name in ("conv_vae", "vae", "cvae"):
-        card = json.loads((SHIPPED / name / "1" / "model_card.json").read_text())
+        card = json.loads((served_export(name) / "model_card.json").read_text())
         assert {"sample", "log_prob", "encode", "decode", "reconstruct"} <= set(card["signatures"])
