@@ -9,7 +9,9 @@ Flags keep TF Serving's names (`--model_config_file`, `--model_config_file_poll_
 127.0.0.1 unless `--host` says otherwise; it watches the config file every 2 s by default;
 `--path_map CONTAINER=HOST` maps the container paths of models.config (default
 `/models=<config folder>/../savedmodels`, docker-compose's mount); request bodies and gRPC
-messages are limited to `--max_request_bytes` (64 MiB). Flags of its own bound the work a
+messages are limited to `--max_request_bytes` (64 MiB). The rest of TF Serving's flags
+(`--grpc_socket_path`, `--grpc_channel_arguments`, `--version`, ...) are in `serve_flags.py`:
+implemented, accepted, or refused with a reason. Flags of its own bound the work a
 request may cause (`--max_tensor_elements`, `--max_queued_requests`,
 `--max_inflight_request_bytes`, `--max_execution_batch_size`, `--http_read_timeout_seconds`,
 `--http_max_connections`). The REST port also serves the latent explorer web page at `/`
@@ -17,8 +19,9 @@ request may cause (`--max_tensor_elements`, `--max_queued_requests`,
 `genkeras.serving.server.run_server`.
 
 Exit status 2 with one line on stderr for a flag that cannot work (a port out of range or
-taken) or a config file that cannot be read or parsed (`Error parsing text-format
-tensorflow.serving.ModelServerConfig: FILE:LINE:COLUMN: ...`), before any model loads.
+taken, a TF Serving flag refused, a bad `--grpc_channel_arguments`) or a config file that
+cannot be read or parsed (`Error parsing text-format tensorflow.serving.ModelServerConfig:
+FILE:LINE:COLUMN: ...`), before any model loads. `--version` prints the versions, exit 0.
 """
 
 from __future__ import annotations
@@ -28,20 +31,9 @@ import logging
 import os
 import sys
 
+from genkeras.commands import serve_flags
+from genkeras.commands.serve_flags import add_bool as _flag
 from genkeras.serving.server import ServerOptions, StartupError, run_server
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes"):
-        return True
-    if text.lower() in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def _flag(parser, name, help=None):  # noqa: A002
-    """A boolean flag TF Serving's way: `--name`, `--name=true` or `--name=false`."""
-    parser.add_argument(name, nargs="?", const=True, default=False, type=_bool, help=help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--enable_signature_method_name_check",
         help="Classify/Regress refuse signatures of another method name (as TF Serving)",
     )
+    serve_flags.add_flags(p, d)
     _flag(p, "--verbose")
     return p
 
@@ -147,6 +140,9 @@ def main(argv=None) -> int:
         The exit status.
     """
     args = vars(build_parser().parse_args(argv))
+    if args["version"]:
+        print(serve_flags.version_text())
+        return 0
     verbose = args.pop("verbose")
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -155,12 +151,12 @@ def main(argv=None) -> int:
     )
     if not args["model_config_file"] and not args["model_base_path"]:
         raise SystemExit("genkeras serve: give --model_config_file or --model_base_path")
-    problem = _check_limits(args)
+    problem = _check_limits(args) or serve_flags.check(args)
     if problem:
         print(f"genkeras serve: {problem}", file=sys.stderr)
         return 2
     try:
-        return run_server(ServerOptions(**args))
+        return run_server(ServerOptions(**serve_flags.settle(args)))
     except StartupError as error:
         print(f"genkeras serve: {error}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ with status 2 (TF Serving exits non-zero too, `util/proto_util.h`).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from google.protobuf import text_format
@@ -25,6 +26,8 @@ from tensorflow_serving.config import model_server_config_pb2
 from genkeras.serving.protos import BatchingParameters, MonitoringConfig
 
 DEFAULT_MOUNT = "/models"
+# gs://, s3://, hdfs://...: TF Serving reads these through TensorFlow's file systems.
+REMOTE_PATH = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 class ConfigError(ValueError):
@@ -61,7 +64,7 @@ def read_model_server_config(path) -> model_server_config_pb2.ModelServerConfig:
 
     Raises:
         ConfigError: unreadable or unparsable, not a `model_config_list`, a model name
-            twice, or a platform other than `tensorflow`.
+            twice, a platform other than `tensorflow`, or a base path on a remote file system.
     """
     config = read_text_proto(path, model_server_config_pb2.ModelServerConfig())
     if config.WhichOneof("config") != "model_config_list":
@@ -73,6 +76,11 @@ def read_model_server_config(path) -> model_server_config_pb2.ModelServerConfig:
         if model.model_platform not in ("", "tensorflow"):
             raise ConfigError(
                 f"{path}: model {model.name}: unsupported platform {model.model_platform!r}"
+            )
+        if REMOTE_PATH.match(model.base_path):
+            raise ConfigError(
+                f"{path}: model {model.name}: base_path {model.base_path} is on a remote file "
+                "system, which genkeras serve does not read; copy the model to a local folder"
             )
     return config
 

@@ -37,6 +37,7 @@ from tensorflow_serving.apis import (
 from genkeras.serving import dtypes, inference
 from genkeras.serving.admission import RequestContext
 from genkeras.serving.errors import ServingError, clip, invalid_argument, unimplemented
+from genkeras.serving.grpc_options import server_options
 from genkeras.serving.json_tensor import check_elements
 
 log = logging.getLogger("genkeras.serving")
@@ -87,8 +88,13 @@ def ndarray_from_proto(proto, max_elements: int | None = None, name: str = "") -
     return tf.make_ndarray(proto)
 
 
-def proto_from_ndarray(array: np.ndarray):
-    """TensorProto with typed value fields (Tensor::AsProtoField), as TF Serving answers."""
+def proto_from_ndarray(array: np.ndarray, tensor_content: bool = False):
+    """TensorProto with typed value fields (Tensor::AsProtoField), as TF Serving answers.
+
+    With `tensor_content` (TF Serving's `--enable_serialization_as_tensor_content`, for
+    Predict), numbers go in `tensor_content` as little-endian bytes (AsProtoTensorContent);
+    strings stay in `string_val`, which is where `tf.make_ndarray` reads them.
+    """
     from tensorflow.core.framework import tensor_pb2
 
     array = np.asarray(array)
@@ -99,7 +105,10 @@ def proto_from_ndarray(array: np.ndarray):
     if array.dtype in _TYPED_FIELDS:
         entry = _TYPED_FIELDS[array.dtype]
         proto.dtype = entry.number
-        getattr(proto, entry.field).extend(flat.tolist())
+        if tensor_content:
+            proto.tensor_content = flat.astype(array.dtype.newbyteorder("<")).tobytes()
+        else:
+            getattr(proto, entry.field).extend(flat.tolist())
     elif array.dtype.kind in "OSU":
         string = dtypes.BY_NAME["DT_STRING"]
         proto.dtype = string.number
@@ -132,6 +141,8 @@ class _Base:
         self.max_tensor_elements = max_tensor_elements
         # TF Serving's --enable_signature_method_name_check (off there by default)
         self.check_method_name = False
+        # TF Serving's --enable_serialization_as_tensor_content (Predict answers only)
+        self.tensor_content = False
 
     def _abort(self, context, error: ServingError):
         context.abort(getattr(grpc.StatusCode, error.code, grpc.StatusCode.UNKNOWN), error.message)
@@ -207,7 +218,7 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
         response.model_spec.version.value = servable.version
         response.model_spec.signature_name = key
         for alias, value in outputs.items():
-            response.outputs[alias].CopyFrom(proto_from_ndarray(value))
+            response.outputs[alias].CopyFrom(proto_from_ndarray(value, self.tensor_content))
         return response
 
     def GetModelMetadata(self, request, context):  # noqa: N802
@@ -279,12 +290,15 @@ def make_grpc_server(
     limiter=None,
     watchdog=None,
     max_tensor_elements=None,
+    channel_arguments=(),
+    socket_path: str | None = None,
+    health=None,
 ):
-    """The gRPC server, bound to `address` (not started).
+    """The gRPC server, bound to `address` and `socket_path` (not started).
 
     Args:
         manager: the `ModelManager`.
-        address: `host:port`.
+        address: `host:port`, or `None` for none (then `socket_path` only).
         max_message_bytes: the largest message received or sent.
         max_workers: calls running at once (`--grpc_max_threads`).
         max_queued: calls waiting beyond those; more are refused with RESOURCE_EXHAUSTED.
@@ -292,20 +306,25 @@ def make_grpc_server(
         limiter: the `admission.Limiter` shared with REST.
         watchdog: the `admission.Watchdog` enforcing deadlines.
         max_tensor_elements: the most values an input tensor may hold.
+        channel_arguments: `(key, value)` server options (`--grpc_channel_arguments`), over
+            the ones above (`grpc_options.server_options`).
+        socket_path: a Unix socket to listen on as well (`--grpc_socket_path`), or `None`.
+        health: a `health.HealthService` to serve, or `None`.
 
     Returns:
-        `(server, port)`.
+        `(server, port)`; port 0 without `address`.
 
     Raises:
-        OSError: when the address cannot be bound (another program holds the port).
+        OSError: when the address or socket cannot be bound (another program holds the port).
     """
+    own = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.so_reuseport", 0),  # never share the port with another server
+    ]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-        options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.so_reuseport", 0),  # never share the port with another server
-        ],
+        options=server_options(own, channel_arguments),
         maximum_concurrent_rpcs=max_workers + max(0, max_queued),
     )
     shared = dict(
@@ -317,14 +336,23 @@ def make_grpc_server(
     servicers = PredictionServicer(manager, **shared), ModelServicer(manager, **shared)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicers[0], server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(servicers[1], server)
+    if health is not None:
+        server.add_generic_rpc_handlers((health.handler(),))
     server.genkeras_servicers = servicers  # the manager may be set once the port is bound
-    try:
-        port = server.add_insecure_port(address)
-    except RuntimeError as error:
-        raise OSError(f"could not bind gRPC to {address}: {error}") from None
-    if port == 0:
-        raise OSError(f"could not bind gRPC to {address}")
+    port = _bind(server, address) if address else 0
+    if socket_path:
+        _bind(server, f"unix:{socket_path}")
     return server, port
+
+
+def _bind(server, where: str) -> int:
+    try:
+        port = server.add_insecure_port(where)
+    except RuntimeError as error:
+        raise OSError(f"could not bind gRPC to {where}: {error}") from None
+    if port == 0:
+        raise OSError(f"could not bind gRPC to {where}")
+    return port
 
 
 __all__ = ["make_grpc_server", "get_model_metadata_pb2", "proto_from_ndarray", "ndarray_from_proto"]

@@ -9,7 +9,9 @@ Routes and codes follow tensorflow/serving `model_servers/http_rest_api_handler.
 * `POST /v1/models/NAME[/versions/N | /labels/L]:classify` and `:regress` -> `{"results": ...}`
   from `examples` of tf.Example features (`example_json.py`, `inference.py`)
 * `OPTIONS` under `/v1/` -> a CORS preflight: 200 with an `Origin: http(s)://...` header,
-  else 400 "Origin header is missing in CORS preflight" (as TF Serving)
+  else 400 "Origin header is missing in CORS preflight" (as TF Serving); with
+  `--rest_api_enable_cors_support` every answer under `/v1/` carries TF Serving's CORS headers
+  (`Access-Control-Allow-Origin: *`, `...-Methods: POST, GET`, `...-Headers: Content-Type`)
 * any other method or path under `/v1/` -> 400 "Malformed request"; outside `/v1/` -> 404,
   except the latent explorer's pages (not TF Serving's, see `explorer/routes.py`) and, with
   a monitoring config that enables it, the Prometheus page (`metrics.py`).
@@ -57,6 +59,12 @@ STATUS_REGEX = re.compile(
 )
 INT64_MAX = 2**63 - 1
 _HTTP_CODES = {400: "INVALID_ARGUMENT", 413: "RESOURCE_EXHAUSTED"}
+# http_rest_api_util.cc's AddCORSHeaders, for --rest_api_enable_cors_support
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, GET",
+    "Access-Control-Allow-Headers": "Content-Type",
+}
 # Dropped before looking for `true` and `false` (whose letters all stay, so none is missed).
 _NUMBER_BYTES = b"0123456789.+-,[] \t\r\n"
 
@@ -205,6 +213,12 @@ class RestApi:
 
 
 class _Handler(RequestHandler):
+    def reply(self, status: int, body, content_type="application/json", headers=None) -> None:
+        path = urllib.parse.urlsplit(getattr(self, "path", "")).path  # unset: no request line
+        if self.server.cors_support and PATH_REGEX.fullmatch(path):
+            headers = {**(headers or {}), **CORS_HEADERS}
+        super().reply(status, body, content_type, headers)
+
     def dispatch(self, method: str) -> None:
         server = self.server
         path = urllib.parse.urlsplit(self.path).path
@@ -335,4 +349,5 @@ class RestServer(BoundedHTTPServer):
         self.limiter, self.watchdog = limiter, watchdog
         self.timeout_seconds = timeout_seconds or None
         self.prometheus_path = prometheus_path
+        self.cors_support = False  # TF Serving's --rest_api_enable_cors_support
         super().__init__(address, _Handler, max_connections, read_timeout)

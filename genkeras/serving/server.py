@@ -10,8 +10,10 @@ latent explorer web page at `/` (see `genkeras/serving/explorer/`).
 
 Both ports are checked and bound before any model loads: a port out of range, the same port
 twice, or a port another program holds (gRPC never shares one through SO_REUSEPORT) raises
-`StartupError` with one line naming the port and its flag; so does a config file that cannot
-be read or parsed (naming the file, line and column: `config.ConfigError`).
+`StartupError` with one line naming the port and its flag; so do a config file that cannot
+be read or parsed (naming the file, line and column: `config.ConfigError`), a gRPC socket path
+or channel argument that cannot work (`grpc_options.py`) and TensorFlow settings that conflict
+(`tf_runtime.py`).
 
 TensorFlow, gRPC and the serving modules are imported when the server runs, so a command
 line can build its parser from `ServerOptions` and answer `--help` at once.
@@ -81,6 +83,15 @@ class ServerOptions:
         http_read_timeout_seconds: a REST connection must send a request's headers, and then
             its body, within this many seconds (idle keep-alive connections close after it).
         http_max_connections: REST connections served at once; more are answered 503.
+        grpc_socket_path: a Unix socket gRPC listens on as well as `port` (TF Serving's flag).
+        grpc_channel_arguments: `key=value,...` gRPC server options (TF Serving's flag,
+            read by `grpc_options.parse_channel_arguments`).
+        rest_api_enable_cors_support: TF Serving's CORS headers on every `/v1/` answer.
+        tensorflow_session_parallelism, tensorflow_intra_op_parallelism,
+            tensorflow_inter_op_parallelism, per_process_gpu_memory_fraction: TensorFlow's
+            thread pools and GPU memory share, as TF Serving sets them (`tf_runtime.py`).
+        enable_grpc_healthcheck_service: serve `grpc.health.v1.Health` (`health.py`).
+        enable_serialization_as_tensor_content: Predict answers numbers in `tensor_content`.
     """
 
     port: int = 8500
@@ -109,6 +120,15 @@ class ServerOptions:
     max_execution_batch_size: int = 64
     http_read_timeout_seconds: float = 30.0
     http_max_connections: int = 1024
+    grpc_socket_path: str | None = None
+    grpc_channel_arguments: str = ""
+    rest_api_enable_cors_support: bool = False
+    tensorflow_session_parallelism: int = 0
+    tensorflow_intra_op_parallelism: int = 0
+    tensorflow_inter_op_parallelism: int = 0
+    per_process_gpu_memory_fraction: float = 0.0
+    enable_grpc_healthcheck_service: bool = False
+    enable_serialization_as_tensor_content: bool = False
 
 
 PORT_FLAGS = (("port", "--port"), ("rest_api_port", "--rest_api_port"))
@@ -240,6 +260,14 @@ def run_server(options: ServerOptions) -> int:
     """
     check_ports(options)
     from genkeras.serving import config as config_lib
+    from genkeras.serving import grpc_options, tf_runtime
+
+    try:
+        channel_arguments = grpc_options.parse_channel_arguments(options.grpc_channel_arguments)
+        if options.grpc_socket_path:
+            grpc_options.check_socket_path(options.grpc_socket_path)
+    except ValueError as error:
+        raise StartupError(str(error)) from None
 
     try:  # read before TensorFlow loads: a bad file is one line and exit status 2
         server_config = model_server_config(options)
@@ -252,8 +280,18 @@ def run_server(options: ServerOptions) -> int:
     from genkeras.serving.admission import Limiter, Watchdog, tune_malloc
 
     tune_malloc()  # before TensorFlow starts its threads
+    try:  # before anything starts TensorFlow's runtime
+        tf_runtime.configure(
+            options.tensorflow_session_parallelism,
+            options.tensorflow_intra_op_parallelism,
+            options.tensorflow_inter_op_parallelism,
+            options.per_process_gpu_memory_fraction,
+        )
+    except ValueError as error:
+        raise StartupError(str(error)) from None
 
     from genkeras.serving.grpc_service import make_grpc_server
+    from genkeras.serving.health import HealthService
     from genkeras.serving.manager import ModelManager
     from genkeras.serving.metrics import Metrics
     from genkeras.serving.rest import RestApi, RestServer
@@ -268,11 +306,12 @@ def run_server(options: ServerOptions) -> int:
     )
 
     grpc_server = rest_server = None
-    if options.port:
+    health = HealthService() if options.enable_grpc_healthcheck_service else None
+    if options.port or options.grpc_socket_path:
         try:
             grpc_server, port = make_grpc_server(
                 None,
-                f"{options.host}:{options.port}",
+                f"{options.host}:{options.port}" if options.port else None,
                 options.max_request_bytes,
                 options.grpc_max_threads,
                 options.max_queued_requests,
@@ -280,11 +319,17 @@ def run_server(options: ServerOptions) -> int:
                 limiter,
                 watchdog,
                 max_elements,
+                channel_arguments,
+                options.grpc_socket_path,
+                health,
             )
         except OSError as error:
+            if "unix:" in str(error):
+                raise StartupError(f"--grpc_socket_path: {error}") from None
             raise port_error(options.host, options.port, "--port", error) from None
         for servicer in grpc_server.genkeras_servicers:
             servicer.check_method_name = options.enable_signature_method_name_check
+            servicer.tensor_content = options.enable_serialization_as_tensor_content
     if options.rest_api_port:
         try:
             rest_server = RestServer(
@@ -303,6 +348,7 @@ def run_server(options: ServerOptions) -> int:
                 options.host, options.rest_api_port, "--rest_api_port", error
             ) from None
         rest_server.api.check_method_name = options.enable_signature_method_name_check
+        rest_server.cors_support = options.rest_api_enable_cors_support
 
     manager = ModelManager(
         server_config,
@@ -324,7 +370,10 @@ def run_server(options: ServerOptions) -> int:
         for servicer in grpc_server.genkeras_servicers:
             servicer.manager = manager
         grpc_server.start()
-        log.info("Running gRPC ModelServer at %s:%d ...", options.host, port)
+        if port:
+            log.info("Running gRPC ModelServer at %s:%d ...", options.host, port)
+        if options.grpc_socket_path:
+            log.info("Running gRPC ModelServer at UNIX socket %s ...", options.grpc_socket_path)
     if rest_server is not None:
         rest_server.api.manager = manager
         threading.Thread(target=rest_server.serve_forever, daemon=True).start()
@@ -341,6 +390,8 @@ def run_server(options: ServerOptions) -> int:
     stop.wait()
     manager.stop()
     watchdog.stop()
+    if health is not None:
+        health.shutdown()
     if rest_server is not None:
         rest_server.shutdown()
     if grpc_server is not None:
