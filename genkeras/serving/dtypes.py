@@ -70,17 +70,19 @@ BY_NUMBER = {entry.number: entry for entry in TABLE}
 def enum_name(number: int) -> str:
     """The `DataType` enum name of `number`, for every type TensorFlow knows.
 
-    Signatures may declare types outside `TABLE`; their names still appear in messages.
+    Signatures may declare types outside `TABLE`; their names still appear in messages. A
+    reference type (a TF 1 variable's `DT_FLOAT_REF`) is named by the type of the values it
+    holds, which are what a request feeds.
 
     Args:
         number: a `DataType` enum number.
 
     Returns:
-        The enum name, e.g. `"DT_HALF"` for 19.
+        The enum name, e.g. `"DT_HALF"` for 19, `"DT_FLOAT"` for 101 (`DT_FLOAT_REF`).
     """
     from tensorflow.core.framework import types_pb2
 
-    return types_pb2.DataType.Name(number)
+    return types_pb2.DataType.Name(number - 100 if number > 100 else number)
 
 
 def type_string(name: str) -> str:

@@ -15,7 +15,9 @@ INVALID_ARGUMENT where TensorFlow says so.
 The check imports the signature's graph (its GraphDef, with the function library, made once
 per signature) into an empty graph: a few milliseconds for most exports, about 0.2 s for the
 PixelCNN `sample` graph. Verdicts are kept per signature and input shapes (the latest
-`CACHED_VERDICTS`), so a client repeating a shape pays once.
+`CACHED_VERDICTS`), so a client repeating a shape pays once. A TF 1 signature (run by tensor
+names in a session, `loader.py`) is checked the same way over the part of the loaded graph its
+tensors need, its input tensors replaced by placeholders of the request's shapes.
 """
 
 from __future__ import annotations
@@ -44,11 +46,14 @@ class GraphShapeCheck:
 
     Args:
         function: the loaded signature (`loaded.signatures[key]`, a ConcreteFunction).
+        graph: instead of `function`, a TF 1 signature: `(graph, inputs, outputs)`, the
+            loaded `tf.Graph` and the SignatureDef's input and output `TensorInfo` maps (the
+            check imports the part of the graph the signature's tensors need).
     """
 
-    def __init__(self, function):
-        self._function = function
-        self._graph_def = None
+    def __init__(self, function=None, graph=None):
+        self._function, self._graph = function, graph
+        self._plan = None  # (graph_def, {alias: (tensor name, dtype)}, [(alias, tensor name)])
         self._lock = threading.Lock()
         self._verdicts: collections.OrderedDict = collections.OrderedDict()
 
@@ -80,31 +85,71 @@ class GraphShapeCheck:
             raise ServingError(invalid_argument(verdict))
         return verdict
 
+    def _make_plan(self):
+        """The GraphDef to import, the input tensors to replace, the output tensors to read."""
+        import tensorflow as tf
+
+        function = self._function
+        if function is None:
+            graph, inputs, outputs = self._graph
+            feeds = {a: (i.name, tf.as_dtype(i.dtype).base_dtype) for a, i in inputs.items()}
+            fetches = sorted((alias, info.name) for alias, info in outputs.items())
+            roots = [name for name, _ in feeds.values()] + [name for _, name in fetches]
+            return needed_part(graph.as_graph_def(), roots), feeds, fetches
+        aliases = sorted(function.structured_input_signature[1])  # the flat arguments' order
+        arguments = function.inputs[: len(aliases)]  # then come the captured variables
+        feeds = {
+            alias: (argument.name, argument.dtype)
+            for alias, argument in zip(aliases, arguments, strict=True)
+        }
+        outputs = sorted(function.structured_outputs)  # the order of `function.outputs`
+        fetches = [(a, t.name) for a, t in zip(outputs, function.outputs, strict=True)]
+        return function.graph.as_graph_def(), feeds, fetches
+
     def _infer(self, inputs: dict[str, np.ndarray]):
         """Output shapes (a dict), or shape inference's message (a str) when it refuses."""
         import tensorflow as tf
 
-        function = self._function
-        aliases = sorted(function.structured_input_signature[1])  # the flat arguments' order
-        arguments = function.inputs[: len(aliases)]  # then come the captured variables
-        outputs = sorted(function.structured_outputs)  # the order of `function.outputs`
-        if self._graph_def is None:
-            self._graph_def = function.graph.as_graph_def()
+        if self._plan is None:
+            self._plan = self._make_plan()
+        graph_def, feeds, fetches = self._plan
         with tf.Graph().as_default():
-            feeds = {
-                argument.op.name: tf.compat.v1.placeholder(argument.dtype, inputs[alias].shape)
-                for alias, argument in zip(aliases, arguments, strict=True)
+            input_map = {
+                name: tf.compat.v1.placeholder(dtype, inputs[alias].shape)
+                for alias, (name, dtype) in feeds.items()
             }
             try:
                 found = tf.graph_util.import_graph_def(
-                    self._graph_def,
-                    input_map=feeds,
-                    return_elements=[tensor.name for tensor in function.outputs],
+                    graph_def,
+                    input_map=input_map,
+                    return_elements=[name for _, name in fetches],
                     name="",
                 )
             except (ValueError, tf.errors.InvalidArgumentError) as error:  # an op refused
                 return getattr(error, "message", None) or str(error)
         return {
             alias: None if tensor.shape.rank is None else tuple(tensor.shape.as_list())
-            for alias, tensor in zip(outputs, found, strict=True)
+            for (alias, _), tensor in zip(fetches, found, strict=True)
         }
+
+
+def needed_part(graph_def, tensor_names: list[str]):
+    """The nodes of `graph_def` that the named tensors' nodes need (inputs, control inputs)."""
+    from tensorflow.core.framework import graph_pb2
+
+    nodes = {node.name: node for node in graph_def.node}
+    wanted = {name.lstrip("^").split(":")[0] for name in tensor_names}
+    stack = list(wanted)
+    while stack:
+        node = nodes.get(stack.pop())
+        for name in node.input if node is not None else ():
+            name = name.lstrip("^").split(":")[0]
+            if name not in wanted:
+                wanted.add(name)
+                stack.append(name)
+    part = graph_pb2.GraphDef(versions=graph_def.versions, library=graph_def.library)
+    part.node.extend(node for node in graph_def.node if node.name in wanted)
+    for node in part.node:  # shapes recorded for other inputs, colocation with nodes left out
+        node.attr.pop("_output_shapes", None)
+        node.attr.pop("_class", None)
+    return part

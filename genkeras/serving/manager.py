@@ -388,7 +388,7 @@ class ModelManager:
         response.model_spec.name = name
         response.model_spec.version.value = servable.version
         signature_map = get_model_metadata_pb2.SignatureDefMap()
-        for key, value in servable.signature_defs.items():
+        for key, value in servable.saved_signature_defs.items():
             signature_map.signature_def[key].CopyFrom(value)
         response.metadata["signature_def"].Pack(signature_map)
         return response

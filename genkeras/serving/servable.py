@@ -4,11 +4,13 @@ A `Servable` checks a request as TF Serving does (input names and dtypes against
 SignatureDef, with TF Serving's messages; shapes are the graph's business, as there: inputs
 of shapes the SignatureDef does not declare run when TensorFlow's shape inference lets them,
 `graph_shapes.py`), refuses one whose answer would hold more values than
-`RunLimits.max_tensor_elements` before running it, runs the signature's concrete function
-(through the batcher when one is set; otherwise a request of more rows than
+`RunLimits.max_tensor_elements` before running it, runs the signature (a TF 2 export's
+concrete function, or a TF 1 graph's tensors by name in one session: `loader.py`) through
+the batcher when one is set; otherwise a request of more rows than
 `RunLimits.max_execution_batch_size` runs a slice of rows at a time, so its activations stay
-small; requests of undeclared shapes run whole and alone), stops the run when the request's
-deadline passes or its client leaves, and replays the export's warm-up records.
+small (requests of undeclared shapes, and signatures that change state, run whole and alone),
+stops the run when the request's deadline passes or its client leaves (a TF 1 run: at its
+deadline), and replays the export's warm-up records.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genkeras.serving import dtypes
+from genkeras.serving import dtypes, loader
 from genkeras.serving.admission import RequestContext, cancellation_scope
 from genkeras.serving.errors import (
     ServingError,
@@ -27,10 +29,9 @@ from genkeras.serving.errors import (
     failed_precondition,
     internal,
     invalid_argument,
-    not_found,
     status_of,
 )
-from genkeras.serving.graph_shapes import GraphShapeCheck, declared_shape_fits
+from genkeras.serving.graph_shapes import declared_shape_fits
 
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 DEFAULT_SIGNATURE = "serving_default"
@@ -51,30 +52,6 @@ class RunLimits:
     max_execution_batch_size: int = 0
 
 
-def read_signature_defs(path: Path):
-    """The `serve` MetaGraph's SignatureDef map, read from saved_model.pb as TF Serving reads it."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    proto = saved_model_pb2.SavedModel()
-    pb = path / "saved_model.pb"
-    if not pb.exists():
-        raise ServingError(
-            not_found(
-                f"Could not find SavedModel .pb or .pbtxt at supplied export directory path: {path}"
-            )
-        )
-    try:
-        proto.ParseFromString(pb.read_bytes())
-    except Exception:  # noqa: BLE001 - any parse failure is data loss
-        raise ServingError(("DATA_LOSS", f"Can't parse {pb} as binary proto")) from None
-    for meta_graph in proto.meta_graphs:
-        if "serve" in meta_graph.meta_info_def.tags:
-            return meta_graph.signature_def
-    raise ServingError(
-        not_found(f"Could not find meta graph def matching supplied tags: {{ serve }} in {path}")
-    )
-
-
 class Servable:
     """One loaded version: its signature defs and the functions that run them.
 
@@ -89,16 +66,12 @@ class Servable:
     """
 
     def __init__(self, name: str, version: int, path: Path):
-        import tensorflow as tf
-
         self.name, self.version, self.path = name, version, Path(path)
-        self.signature_defs = read_signature_defs(self.path)
-        try:
-            self.loaded = tf.saved_model.load(str(self.path), tags=["serve"])
-        except Exception as error:  # noqa: BLE001
-            raise ServingError(status_of(error)) from None
-        self.functions = dict(self.loaded.signatures)
-        self.shape_checks = {key: GraphShapeCheck(f) for key, f in self.functions.items()}
+        meta_graph = loader.read_meta_graph(self.path)
+        self.saved_signature_defs = loader.copied(meta_graph.signature_def)  # for metadata
+        self.model = loader.load(self.path, meta_graph)  # TF 2 functions or a TF 1 session
+        self.signature_defs = self.model.signature_defs  # what requests are checked against
+        self.functions, self.shape_checks = self.model.functions, self.model.shape_checks
         self.inputs = {
             key: {alias: info for alias, info in sig.inputs.items()}
             for key, sig in self.signature_defs.items()
@@ -178,19 +151,16 @@ class Servable:
         return all(declared_shape_fits(signature.inputs[a], inputs[a].shape) for a in wanted)
 
     def _call(self, key: str, inputs: dict, context: RequestContext | None) -> dict:
-        """One call of the signature's function, stopped if `context` is cancelled."""
-        import tensorflow as tf
-
+        """One run of the signature, stopped if `context` is cancelled or past its deadline."""
         if context is not None:
             context.check()
         try:
             with cancellation_scope(context):
-                outputs = self.functions[key](**{k: tf.constant(v) for k, v in inputs.items()})
+                return self.model.run(key, inputs, context)
         except Exception as error:  # noqa: BLE001
             if context is not None and context.reason is not None:
                 raise ServingError(context.reason) from None
             raise ServingError(status_of(error)) from None
-        return {k: v.numpy() for k, v in outputs.items()}
 
     def _sliceable_rows(self, key: str, inputs: dict) -> int | None:
         """The request's rows when its signature may run a slice of them at a time."""
@@ -305,8 +275,11 @@ class Servable:
                 )
 
     def batchable(self, key: str) -> bool:
-        """Every input has a leading dimension of any size (TF Serving's batching needs one)."""
+        """Every input has a leading dimension of any size (TF Serving's batching needs one),
+        and running the signature changes no state (a TF 1 `incr_counter` runs once a request)."""
         signature = self.signature_defs[key]
+        if self.model.stateful(key):
+            return False
         for info in signature.inputs.values():
             shape = info.tensor_shape
             if shape.unknown_rank or not shape.dim or shape.dim[0].size != -1:
