@@ -122,11 +122,19 @@ def call_savedmodel_in_fresh_tensorflow(export_path, signature: str, inputs: dic
     return call_signatures_in_fresh_tensorflow(export_path, {signature: inputs})[signature]
 
 
+_PORTS_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A free TCP port on the loopback interface, never one this process handed out before
+    (two calls in a row may otherwise get the same port: a server's gRPC and REST ports)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port not in _PORTS_HANDED_OUT:
+            _PORTS_HANDED_OUT.add(port)
+            return port
 
 
 @contextlib.contextmanager
