@@ -65,6 +65,7 @@ def single_device_run(tmp_path_factory):
     return train_in_process(tmp_path_factory.mktemp("single"))
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_logical_cpus_matches_one_device(single_device_run, tmp_path):
     mirrored = train_in_process(tmp_path, "--strategy", "mirrored", logical_cpus=2)
     card = read_json(tmp_path / "dense_ae" / "metrics.json")["hyperparameters"]
@@ -72,6 +73,7 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(single_device_run, tmp_
     assert_same_weights(single_device_run, mirrored)
 
 
+@pytest.mark.slow
 def test_two_workers_on_loopback_match_one_device(single_device_run, tmp_path):
     ports = [free_port(), free_port()]
     cluster = {"worker": [f"localhost:{port}" for port in ports]}
@@ -140,6 +142,7 @@ def test_a_strategy_under_jax_names_the_fix(tmp_path):
     assert "KERAS_BACKEND=tensorflow" in done.stderr and not (tmp_path / "dense_ae").exists()
 
 
+@pytest.mark.slow
 def test_mixed_precision_keeps_outputs_and_losses_float32(tmp_path):
     done = run_python(
         """
@@ -173,6 +176,7 @@ def test_mixed_precision_keeps_outputs_and_losses_float32(tmp_path):
     assert card["learning_rate"] == 2e-3 and card["warmup_steps"] == 300  # the VAE recipe
 
 
+@pytest.mark.slow
 def test_xla_and_steps_per_execution_train_but_exports_stay_free_of_xla(tmp_path):
     done = run_python(
         """
