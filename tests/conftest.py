@@ -174,6 +174,31 @@ def genkeras_server(args, work: Path, ready, timeout: float = 180):
                 process.kill()
 
 
+def serve_to_end(*args, timeout: int = 120) -> subprocess.CompletedProcess:
+    """Runs `genkeras serve ARGS` to its end (runs that must stop by themselves: refusals)."""
+    return subprocess.run(
+        [sys.executable, "-m", "genkeras.cli", "serve", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+def rest_json(port: int, path: str, body=None) -> tuple[int, dict]:
+    """`(HTTP status, parsed JSON)` of a GET (no body) or a POST of `body` as JSON."""
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
 def read_json(path) -> dict:
     return json.loads(Path(path).read_text())
 

@@ -12,8 +12,6 @@ import http.client
 import json
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -23,6 +21,7 @@ import grpc
 import numpy as np
 import pytest
 from conftest import ROOT, free_port, genkeras_server, run_python
+from conftest import serve_to_end as serve
 
 from genkeras.commands import serve_flags
 from genkeras.serving import health
@@ -31,17 +30,6 @@ from genkeras.serving.tf_runtime import thread_counts
 
 PCA = ROOT / "savedmodels" / "pca"
 CHANNEL_ARGUMENTS = "grpc.max_connection_age_ms=2000,grpc.so_reuseaddr=1"
-
-
-def serve(*args, timeout=120) -> subprocess.CompletedProcess:
-    """Runs `genkeras serve ARGS` to its end (these runs must stop by themselves)."""
-    return subprocess.run(
-        [sys.executable, "-m", "genkeras.cli", "serve", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
 
 
 # -- without a server --------------------------------------------------------------------------

@@ -12,8 +12,6 @@ import json
 import re
 import shutil
 import socket
-import subprocess
-import sys
 import time
 from concurrent import futures
 
@@ -21,19 +19,9 @@ import grpc
 import numpy as np
 import pytest
 from conftest import ROOT, free_port, genkeras_server
+from conftest import serve_to_end as serve
 
 SHIPPED = ROOT / "savedmodels" / "conv_ae" / "1"
-
-
-def serve(*args, timeout=120) -> subprocess.CompletedProcess:
-    """Runs `genkeras serve ARGS` to its end (these runs must stop by themselves)."""
-    return subprocess.run(
-        [sys.executable, "-m", "genkeras.cli", "serve", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
 
 
 CONFIG = ROOT / "serving" / "models.config"

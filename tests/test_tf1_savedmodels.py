@@ -23,18 +23,15 @@ expectations are those of tensorflow/serving's `model_servers/tensorflow_model_s
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
-from conftest import ROOT, free_port, genkeras_server
+from conftest import ROOT, free_port, genkeras_server, rest_json
 
 pytestmark = pytest.mark.slow  # exports SavedModels and starts a server
 
@@ -166,14 +163,8 @@ def server(models, tmp_path_factory):
 
 
 def rest(info, path, body=None):
-    """`(HTTP status, parsed JSON)` of a GET (no body) or POST to the REST port."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{info['rest']}{path}", data=data)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    """`(HTTP status, parsed JSON)` of a GET (no body) or POST to the server's REST port."""
+    return rest_json(info["rest"], path, body)
 
 
 def stub(info):

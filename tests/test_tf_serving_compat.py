@@ -18,16 +18,13 @@ and `g3doc/api_rest.md` (JSON integers for float inputs) and
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 
 import grpc
 import numpy as np
 import pytest
-from conftest import ROOT, free_port, genkeras_server
+from conftest import ROOT, free_port, genkeras_server, rest_json
 
 MAX_EXECUTION_BATCH_SIZE = 8
 
@@ -120,14 +117,8 @@ def server(tmp_path_factory):
 
 
 def rest(info, path, body=None):
-    """`(HTTP status, parsed JSON)` of a GET (no body) or POST to the REST port."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{info['rest']}{path}", data=data)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    """`(HTTP status, parsed JSON)` of a GET (no body) or POST to the server's REST port."""
+    return rest_json(info["rest"], path, body)
 
 
 def prediction_stub(info):
